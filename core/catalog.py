@@ -1,0 +1,148 @@
+"""The product catalogue: validation of drug fields, create/update, and what a
+channel may show and sell (through the product hooks)."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import audit
+from .auth import Caller
+from .errors import NotFound, ValidationFailed
+from .models import RX_CLASSES, Product
+
+__all__ = ["APPROVAL_NUMBER_RE", "validate_product_fields", "create_product", "update_product",
+           "serialize_product", "visible", "sale_refusals", "PRODUCT_FIELDS", "RX_NOTICE"]
+
+#: 国药准字 + class letter (H chemical, Z TCM, S biological, J/B/T/F others),
+#: optional J (imported) / C (HK, Macao, Taiwan), then 8 digits.
+APPROVAL_NUMBER_RE = re.compile(r"^国药准字[HZSJBTF][JC]?\d{8}$")
+RX_NOTICE = "处方药须凭处方在药师指导下购买和使用"
+
+PRODUCT_FIELDS = (
+    "sku", "barcode", "generic_name", "brand_name", "specification", "pack", "dosage_form",
+    "manufacturer", "mah", "approval_number", "category", "rx_class", "ephedrine", "online_banned",
+    "cold_chain", "storage", "package_insert", "price_fen", "active",
+)
+REQUIRED = ("sku", "generic_name", "approval_number", "rx_class", "price_fen")
+_STR_LIMITS = {"sku": 64, "barcode": 64, "generic_name": 200, "brand_name": 200, "specification": 200,
+               "pack": 100, "dosage_form": 100, "manufacturer": 200, "mah": 200, "approval_number": 64,
+               "category": 100, "storage": 200}
+
+
+def validate_product_fields(data: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
+    """Check and normalise product fields; :class:`ValidationFailed` lists every bad field."""
+    errors: list[dict] = []
+    out: dict[str, Any] = {}
+    unknown = sorted(set(data) - set(PRODUCT_FIELDS))
+    for name in unknown:
+        errors.append({"field": name, "message": "unknown field"})
+    if not partial:
+        for name in REQUIRED:
+            if data.get(name) in (None, ""):
+                errors.append({"field": name, "message": "is required"})
+    for name, value in data.items():
+        if name in unknown or value is None and name in REQUIRED:
+            continue
+        if name in _STR_LIMITS or name == "package_insert":
+            if value is None:
+                out[name] = None if name == "barcode" else ""
+                continue
+            if not isinstance(value, str):
+                errors.append({"field": name, "message": "must be a string"})
+                continue
+            value = value.strip()
+            if name in _STR_LIMITS and len(value) > _STR_LIMITS[name]:
+                errors.append({"field": name, "message": f"at most {_STR_LIMITS[name]} characters"})
+                continue
+            if name in REQUIRED and not value:
+                errors.append({"field": name, "message": "is required"})
+                continue
+            if name == "approval_number" and not APPROVAL_NUMBER_RE.match(value):
+                errors.append({"field": name, "message": "must look like 国药准字H20000001 (国药准字, a class letter, 8 digits)"})
+                continue
+            if name == "barcode" and value and not value.isdigit():
+                errors.append({"field": name, "message": "must be digits only"})
+                continue
+            out[name] = value or (None if name == "barcode" else "")
+        elif name == "rx_class":
+            if value not in RX_CLASSES:
+                errors.append({"field": name, "message": f"must be one of {', '.join(RX_CLASSES)}"})
+            else:
+                out[name] = value
+        elif name == "price_fen":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                errors.append({"field": name, "message": "must be a non-negative integer number of fen"})
+            elif value > 10**10:
+                errors.append({"field": name, "message": "is implausibly large"})
+            else:
+                out[name] = value
+        elif name in ("ephedrine", "online_banned", "cold_chain", "active"):
+            if not isinstance(value, bool):
+                errors.append({"field": name, "message": "must be true or false"})
+            else:
+                out[name] = value
+    if errors:
+        raise ValidationFailed("; ".join(f"{e['field']}: {e['message']}" for e in errors), fields=errors)
+    return out
+
+
+def _check_unique(session: Session, fields: dict, exclude_id: int | None = None) -> None:
+    if "sku" in fields:
+        q = select(Product.id).where(Product.sku == fields["sku"])
+        if exclude_id:
+            q = q.where(Product.id != exclude_id)
+        if session.scalar(q) is not None:
+            raise ValidationFailed.one("sku", f"{fields['sku']!r} is already used by another product")
+
+
+def create_product(session: Session, data: dict[str, Any], caller: Caller) -> Product:
+    fields = validate_product_fields(data)
+    _check_unique(session, fields)
+    product = Product(**fields)
+    session.add(product)
+    session.flush()
+    audit.record(session, caller, "product.create", "product", product.id, after=fields)
+    return product
+
+
+def update_product(session: Session, product_id: int, data: dict[str, Any], caller: Caller) -> Product:
+    product = session.get(Product, product_id)
+    if product is None:
+        raise NotFound(f"product {product_id} does not exist")
+    fields = validate_product_fields(data, partial=True)
+    _check_unique(session, fields, exclude_id=product_id)
+    before = {k: getattr(product, k) for k in fields}
+    for k, v in fields.items():
+        setattr(product, k, v)
+    session.flush()
+    changed = {k: v for k, v in fields.items() if before[k] != v}
+    if changed:
+        audit.record(session, caller, "product.update", "product", product.id,
+                     before={k: before[k] for k in changed}, after=changed)
+    return product
+
+
+def base_fields(product: Product) -> dict[str, Any]:
+    data = {k: getattr(product, k) for k in PRODUCT_FIELDS}
+    data["id"] = product.id
+    data["updated_at"] = product.updated_at.isoformat() if product.updated_at else None
+    return data
+
+
+def visible(registry, product: Product, channel: str, caller: Caller) -> bool:
+    return all(v is not False for v in registry.hook.product_visible(product=product, channel=channel, caller=caller))
+
+
+def sale_refusals(registry, product: Product, channel: str, caller: Caller) -> list[str]:
+    return registry.collect("product_sale_refusal", product=product, channel=channel, caller=caller)
+
+
+def serialize_product(registry, product: Product, channel: str, caller: Caller) -> dict[str, Any]:
+    """The product as ``channel`` shows it to ``caller`` (after every plugin's edits)."""
+    data = base_fields(product)
+    data["purchasable"] = product.active and not sale_refusals(registry, product, channel, caller)
+    registry.hook.product_serialize(product=product, data=data, channel=channel, caller=caller)
+    return data

@@ -1,0 +1,121 @@
+"""Per-plugin Alembic branches: the core owns branch ``core``; each plugin owns a
+branch labelled with its name whose first revision ``depends_on`` the branches
+of its dependencies (and ``core``). Every installed plugin's scripts are on the
+version path (so the history of a disabled plugin stays readable), but only
+the branches asked for are upgraded or downgraded.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from .errors import PluginError
+
+__all__ = ["alembic_config", "upgrade", "downgrade_plugin", "current_heads", "branch_heads", "ALEMBIC_DIR"]
+
+ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+
+
+def alembic_config(registry, connection=None) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(ALEMBIC_DIR))
+    locations = [str(ALEMBIC_DIR / "versions")]
+    for info in registry.available.values():
+        path = info.migrations_path
+        if path is not None and path.is_dir():
+            locations.append(str(path))
+    cfg.set_main_option("path_separator", "os")
+    cfg.set_main_option("version_path_separator", "os")
+    cfg.set_main_option("version_locations", os.pathsep.join(locations))
+    cfg.set_main_option("sqlalchemy.url", registry.config.database_url)
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+@contextmanager
+def _connection(engine):
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":  # batch mode rebuilds tables: keep FKs off for the run
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            yield conn
+        finally:
+            if conn.dialect.name == "sqlite":
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+
+def branch_heads(registry) -> dict[str, str]:
+    """``{branch label: head revision}`` of every branch on the version path."""
+    script = ScriptDirectory.from_config(alembic_config(registry))
+    heads = {}
+    for rev in script.get_revisions("heads"):
+        for label in _branches_of(script, rev):
+            heads[label] = rev.revision
+    return heads
+
+
+def _branches_of(script, rev) -> set[str]:
+    """Labels of the branch ``rev`` is on: follow ``down_revision`` only (not ``depends_on``)."""
+    labels: set[str] = set()
+    todo = [rev]
+    while todo:
+        r = todo.pop()
+        labels |= set(r.branch_labels or ())
+        down = r.down_revision
+        for d in (down if isinstance(down, tuple) else (down,) if down else ()):
+            todo.append(script.get_revision(d))
+    return labels
+
+
+def upgrade(ctx, names: list[str] | None = None) -> list[str]:
+    """Upgrade the core's branch and the branches of ``names`` (default: the enabled plugins)."""
+    names = ctx.registry.enabled if names is None else names
+    targets = ["core"] + [n for n in names if ctx.registry.available[n].migrations_path]
+    with _connection(ctx.engine) as conn:
+        cfg = alembic_config(ctx.registry, conn)
+        for target in targets:
+            command.upgrade(cfg, f"{target}@head")
+        conn.commit()
+    return targets
+
+
+def downgrade_plugin(ctx, name: str) -> None:
+    """Remove plugin ``name``'s tables (its whole branch). Refused while an enabled plugin depends on it."""
+    if name not in ctx.registry.available:
+        raise PluginError(f"plugin {name!r} is not installed")
+    dependants = [n for n in ctx.registry.enabled if name in ctx.registry.available[n].manifest.depends]
+    if dependants:
+        raise PluginError(f"cannot purge {name!r}: enabled plugin(s) {', '.join(dependants)} depend on it")
+    if name in ctx.registry.enabled:
+        raise PluginError(f"plugin {name!r} is enabled: disable it before purging its data")
+    with _connection(ctx.engine) as conn:
+        cfg = alembic_config(ctx.registry, conn)
+        if name in current_branches(ctx, conn):
+            command.downgrade(cfg, f"{name}@base")
+        conn.commit()
+
+
+def current_heads(conn) -> set[str]:
+    return set(MigrationContext.configure(conn).get_current_heads())
+
+
+def current_branches(ctx, conn=None) -> set[str]:
+    """Branch labels that are applied in the database."""
+    def read(c):
+        heads = current_heads(c)
+        script = ScriptDirectory.from_config(alembic_config(ctx.registry))
+        labels: set[str] = set()
+        for h in heads:
+            labels |= _branches_of(script, script.get_revision(h))
+        return labels
+    if conn is not None:
+        return read(conn)
+    with ctx.engine.connect() as c:
+        return read(c)

@@ -1,0 +1,251 @@
+"""Plugin discovery, manifests, dependency order and the pluggy manager.
+
+How the enabled set becomes a running plugin manager::
+
+    entry points (pharmo2o.plugins)      configuration (toml / PHARMO2O_PLUGINS)
+              |                                      |
+              v                                      v
+      available plugins  --------------->  enabled names
+      (manifest each)                        |  every name installed?
+                                             |  every dependency enabled?
+                                             |  licensed (when a license is set)?
+                                             v
+                                  topological order (dependencies first,
+                                  ties broken by name; a cycle is an error)
+                                             |
+                                             v
+        pluggy manager: hookspecs + core default plugin + enabled plugins,
+        then check_pending()
+
+Bundled plugins and third-party ones are found the same way, through the
+``pharmo2o.plugins`` entry-point group; the core never imports a plugin by name.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
+from typing import Iterable
+
+import pluggy
+
+from . import hookspecs
+from .config import Config
+from .errors import LicenseError, PluginError
+
+__all__ = ["Manifest", "PluginInfo", "PluginRegistry", "load_registry", "topological_order", "ENTRY_POINT_GROUP"]
+
+ENTRY_POINT_GROUP = "pharmo2o.plugins"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a plugin declares about itself (``manifest`` in its package)."""
+
+    name: str  # unique plugin name; also its Alembic branch label
+    version: str  # the plugin's own version
+    summary: str  # one line shown by `pharmo2o plugins list`
+    depends: tuple[str, ...] = ()  # plugins that must be enabled before this one
+    migrations: str | None = None  # folder of its Alembic scripts, relative to the package
+    hooks: str | None = None  # module holding its @hookimpl functions (default: the package)
+
+
+@dataclass
+class PluginInfo:
+    manifest: Manifest
+    module: ModuleType
+    distribution: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def migrations_path(self) -> Path | None:
+        if not self.manifest.migrations:
+            return None
+        return Path(self.module.__file__).parent / self.manifest.migrations
+
+    def hooks_module(self) -> ModuleType:
+        if self.manifest.hooks:
+            return importlib.import_module(self.manifest.hooks)
+        return self.module
+
+
+def _manifest_of(module: ModuleType, origin: str) -> Manifest:
+    manifest = getattr(module, "manifest", None)
+    if not isinstance(manifest, Manifest):
+        raise PluginError(f"{origin}: module {module.__name__} has no `manifest = Manifest(...)`")
+    return manifest
+
+
+def discover(extra: Iterable[ModuleType] = ()) -> dict[str, PluginInfo]:
+    """Every installed plugin, by name: entry points plus ``extra`` modules (tests)."""
+    found: dict[str, PluginInfo] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            module = ep.load()
+        except Exception as exc:  # a broken third-party package must say which one
+            raise PluginError(f"plugin entry point {ep.name!r} ({ep.value}) failed to import: {exc}") from exc
+        manifest = _manifest_of(module, f"entry point {ep.name!r}")
+        if manifest.name != ep.name:
+            raise PluginError(f"entry point {ep.name!r} loads a plugin whose manifest is named {manifest.name!r}")
+        dist = getattr(ep, "dist", None)
+        _add(found, PluginInfo(manifest, module, dist.name if dist else None))
+    for module in extra:
+        _add(found, PluginInfo(_manifest_of(module, "extra plugin"), module, None))
+    return found
+
+
+def _add(found: dict[str, PluginInfo], info: PluginInfo) -> None:
+    if info.name == "core":
+        raise PluginError("a plugin may not be named 'core': that is the core's own branch")
+    if info.name in found and found[info.name].module is not info.module:
+        raise PluginError(
+            f"two plugins are named {info.name!r}: {found[info.name].module.__name__} and {info.module.__name__}")
+    found[info.name] = info
+
+
+def topological_order(manifests: dict[str, Manifest]) -> list[str]:
+    """Names ordered so that each comes after its dependencies (ties by name).
+
+    Raises :class:`PluginError` naming a missing dependency or the plugins of a cycle.
+    """
+    for name, m in sorted(manifests.items()):
+        missing = [d for d in m.depends if d not in manifests]
+        if missing:
+            raise PluginError(f"plugin {name!r} depends on {', '.join(map(repr, missing))}, which is not enabled or not installed")
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1 = visiting, 2 = done
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = path[path.index(name):] + [name]
+            raise PluginError(f"plugin dependency cycle: {' -> '.join(cycle)}")
+        state[name] = 1
+        for dep in sorted(manifests[name].depends):
+            visit(dep, path + [name])
+        state[name] = 2
+        order.append(name)
+
+    for name in sorted(manifests):
+        visit(name, [])
+    return order
+
+
+@dataclass
+class PluginRegistry:
+    """The loaded plugin set of one process."""
+
+    config: Config
+    available: dict[str, PluginInfo]
+    enabled: list[str]
+    pm: pluggy.PluginManager
+    license: object | None = None  # core.licensing.License when configured
+    license_state: str = "none"  # none | valid | expired
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def hook(self):
+        return self.pm.hook
+
+    def is_enabled(self, name: str) -> bool:
+        return name in self.enabled
+
+    def hooks_of(self, name: str) -> list[str]:
+        """Names of the hooks plugin ``name`` (or ``"core"``) implements."""
+        plugin = self.pm.get_plugin(name)
+        if plugin is None:
+            return []
+        return sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+
+    def is_licensed(self, name: str) -> bool:
+        if self.license is None:
+            return True
+        return name in self.license.modules
+
+    def describe(self) -> list[dict]:
+        """What `plugins list` and ``GET /api/v1/plugins`` show."""
+        rows = []
+        for name in sorted(self.available):
+            m = self.available[name].manifest
+            rows.append({
+                "name": name, "version": m.version, "summary": m.summary,
+                "depends": list(m.depends), "enabled": name in self.enabled,
+                "licensed": self.is_licensed(name), "hooks": self.hooks_of(name),
+            })
+        return rows
+
+    def collect(self, hook_name: str, **kwargs) -> list:
+        """Call a hook and drop the ``None`` answers."""
+        return [r for r in getattr(self.pm.hook, hook_name)(**kwargs) if r is not None]
+
+    def merged_dict(self, hook_name: str, what: str, **kwargs) -> dict:
+        """Call a dict-returning hook and merge, refusing a key claimed twice."""
+        merged: dict = {}
+        owners: dict = {}
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            answer = impl.function(**{k: kwargs[k] for k in impl.argnames})
+            for key, value in (answer or {}).items():
+                if key in merged:
+                    raise PluginError(f"{what} {key!r} is declared by both {owners[key]!r} and {impl.plugin_name!r}")
+                merged[key] = value
+                owners[key] = impl.plugin_name
+        return merged
+
+    def concat_named(self, hook_name: str, what: str, key=lambda x: x["name"], **kwargs) -> list:
+        """Call a list-returning hook, concatenate, refusing a name given twice."""
+        out: list = []
+        seen: dict = {}
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            for item in impl.function(**{k: kwargs[k] for k in impl.argnames}) or []:
+                k = key(item)
+                if k in seen:
+                    raise PluginError(f"{what} {k!r} is registered by both {seen[k]!r} and {impl.plugin_name!r}")
+                seen[k] = impl.plugin_name
+                out.append(item)
+        return out
+
+
+def make_plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def load_registry(config: Config, extra: Iterable[ModuleType] = (), enabled: list[str] | None = None) -> PluginRegistry:
+    """Load the enabled plugins of ``config`` (or the explicit ``enabled`` list)."""
+    from . import default_plugin, licensing
+
+    available = discover(extra)
+    names = list(config.enabled_plugins if enabled is None else enabled)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise PluginError(
+            f"enabled plugin(s) {', '.join(map(repr, unknown))} not installed; "
+            f"installed: {', '.join(sorted(available)) or 'none'}")
+    order = topological_order({n: available[n].manifest for n in names})
+
+    lic, state, warnings = licensing.from_config(config)
+    if lic is not None:
+        refused = [n for n in order if n not in lic.modules]
+        if refused:
+            raise LicenseError(
+                f"the license of {lic.chain!r} does not include {', '.join(map(repr, refused))}; "
+                f"licensed modules: {', '.join(sorted(lic.modules)) or 'none'}")
+    pm = make_plugin_manager()
+    pm.register(default_plugin.DefaultPlugin(), name="core")
+    for name in order:
+        pm.register(available[name].hooks_module(), name=name)
+    pm.check_pending()
+    registry = PluginRegistry(config, available, order, pm, lic, state, warnings)
+    for w in warnings:
+        log.warning(w)
+    pm.hook.startup(registry=registry)
+    return registry

@@ -1,0 +1,223 @@
+"""Lot stock: receipts, adjustments, transfers, FEFO reservations and sales.
+
+Every change appends a :class:`StockMovement` and updates the lot's
+``on_hand``/``reserved`` counters in the same transaction; :func:`verify`
+re-derives the counters from the movements. A lot is sellable while its
+expiry date is after today (a lot is never sold on or after its expiry day).
+Concurrency: on PostgreSQL the lots are locked (``FOR UPDATE``) before they
+are read for allocation; on SQLite every transaction is ``BEGIN IMMEDIATE``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from . import audit
+from .auth import Caller
+from .db import utcnow
+from .errors import InsufficientStock, NotFound, ValidationFailed
+from .models import Product, StockLot, StockMovement, Store
+
+__all__ = ["receive", "adjust", "transfer", "reserve_fefo", "release", "sell_reserved", "return_to_stock",
+           "on_hand", "verify", "sellable", "today_utc"]
+
+
+def today_utc() -> dt.date:
+    return utcnow().date()
+
+
+def sellable(lot: StockLot, today: dt.date | None = None) -> bool:
+    return lot.expiry > (today or today_utc())
+
+
+def _store(session: Session, store_id: int) -> Store:
+    store = session.get(Store, store_id)
+    if store is None:
+        raise NotFound(f"store {store_id} does not exist")
+    return store
+
+
+def _product(session: Session, product_id: int, field: str = "product_id") -> Product:
+    product = session.get(Product, product_id) if isinstance(product_id, int) else None
+    if product is None:
+        raise ValidationFailed.one(field, f"product {product_id!r} does not exist")
+    return product
+
+
+def _positive(quantity, field="quantity") -> int:
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
+        raise ValidationFailed.one(field, "must be a positive integer")
+    return quantity
+
+
+def _lock(session: Session, lot_id: int) -> StockLot:
+    return session.scalars(select(StockLot).where(StockLot.id == lot_id).with_for_update()).one()
+
+
+def move(ctx, session: Session, lot: StockLot, kind: str, *, on_hand_delta: int = 0, reserved_delta: int = 0,
+         reason: str = "", order_id: int | None = None, reference: str | None = None,
+         actor: str = "system") -> StockMovement:
+    """Append one movement and apply it to the lot; the stock hook sees it in this transaction."""
+    lot.on_hand += on_hand_delta
+    lot.reserved += reserved_delta
+    movement = StockMovement(store_id=lot.store_id, product_id=lot.product_id, lot_id=lot.id, kind=kind,
+                             on_hand_delta=on_hand_delta, reserved_delta=reserved_delta, reason=reason,
+                             order_id=order_id, reference=reference, actor=actor, created_at=utcnow())
+    session.add(movement)
+    session.flush()
+    ctx.hook.stock_movement_recorded(session=session, movement=movement)
+    return movement
+
+
+def receive(ctx, session: Session, store_id: int, product_id: int, lot_no: str, expiry: dt.date, quantity: int,
+            caller: Caller, *, reference: str | None = None, today: dt.date | None = None) -> StockMovement:
+    """Book a delivery into a lot (created on first receipt)."""
+    _store(session, store_id)
+    _product(session, product_id)
+    _positive(quantity)
+    if not isinstance(lot_no, str) or not lot_no.strip() or len(lot_no) > 64:
+        raise ValidationFailed.one("lot_no", "is required (at most 64 characters)")
+    if not isinstance(expiry, dt.date):
+        raise ValidationFailed.one("expiry", "must be a date (YYYY-MM-DD)")
+    if expiry <= (today or today_utc()):
+        raise ValidationFailed.one("expiry", f"{expiry.isoformat()} has passed: expired goods are not received into sellable stock")
+    lot_no = lot_no.strip()
+    lot = session.scalars(select(StockLot).where(
+        StockLot.store_id == store_id, StockLot.product_id == product_id, StockLot.lot_no == lot_no)
+        .with_for_update()).one_or_none()
+    if lot is None:
+        lot = StockLot(store_id=store_id, product_id=product_id, lot_no=lot_no, expiry=expiry, on_hand=0, reserved=0)
+        session.add(lot)
+        session.flush()
+    elif lot.expiry != expiry:
+        raise ValidationFailed.one("expiry", f"lot {lot_no} is recorded with expiry {lot.expiry.isoformat()}, not {expiry.isoformat()}")
+    return move(ctx, session, lot, "receipt", on_hand_delta=quantity, reference=reference, actor=caller.actor)
+
+
+def _lot(session: Session, store_id: int, lot_id: int) -> StockLot:
+    lot = session.scalars(select(StockLot).where(StockLot.id == lot_id).with_for_update()).one_or_none() \
+        if isinstance(lot_id, int) else None
+    if lot is None or lot.store_id != store_id:
+        raise ValidationFailed.one("lot_id", f"lot {lot_id!r} does not exist in store {store_id}")
+    return lot
+
+
+def adjust(ctx, session: Session, store_id: int, lot_id: int, delta: int, reason: str, caller: Caller) -> StockMovement:
+    """Correct a lot's on-hand (count, damage, loss) with a reason; audited."""
+    _store(session, store_id)
+    if isinstance(delta, bool) or not isinstance(delta, int) or delta == 0:
+        raise ValidationFailed.one("delta", "must be a non-zero integer")
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValidationFailed.one("reason", "is required for a stock adjustment")
+    lot = _lot(session, store_id, lot_id)
+    if delta < 0 and lot.on_hand - lot.reserved + delta < 0:
+        raise InsufficientStock(
+            f"lot {lot.lot_no} has {lot.on_hand - lot.reserved} unreserved units; cannot remove {-delta}",
+            fields=[{"field": "delta", "message": "would take unreserved stock below zero"}])
+    before = {"on_hand": lot.on_hand}
+    movement = move(ctx, session, lot, "adjustment", on_hand_delta=delta, reason=reason.strip(), actor=caller.actor)
+    audit.record(session, caller, "stock.adjust", "stock_lot", lot.id, before=before,
+                 after={"on_hand": lot.on_hand}, detail=reason.strip())
+    return movement
+
+
+def transfer(ctx, session: Session, from_store_id: int, lot_id: int, to_store_id: int, quantity: int,
+             caller: Caller) -> tuple[StockMovement, StockMovement]:
+    """Move units of one lot to another store (same lot number and expiry there)."""
+    _positive(quantity)
+    _store(session, from_store_id)
+    _store(session, to_store_id)
+    if from_store_id == to_store_id:
+        raise ValidationFailed.one("to_store_id", "must differ from the sending store")
+    lot = _lot(session, from_store_id, lot_id)
+    if lot.on_hand - lot.reserved < quantity:
+        raise InsufficientStock(f"lot {lot.lot_no} has only {lot.on_hand - lot.reserved} unreserved units",
+                                fields=[{"field": "quantity", "message": "exceeds unreserved stock"}])
+    target = session.scalars(select(StockLot).where(
+        StockLot.store_id == to_store_id, StockLot.product_id == lot.product_id, StockLot.lot_no == lot.lot_no)
+        .with_for_update()).one_or_none()
+    if target is None:
+        target = StockLot(store_id=to_store_id, product_id=lot.product_id, lot_no=lot.lot_no, expiry=lot.expiry,
+                          on_hand=0, reserved=0)
+        session.add(target)
+        session.flush()
+    ref = f"transfer:{lot.id}->{target.id}:{utcnow().isoformat()}"
+    out = move(ctx, session, lot, "transfer_out", on_hand_delta=-quantity, reference=ref, actor=caller.actor)
+    inn = move(ctx, session, target, "transfer_in", on_hand_delta=quantity, reference=ref, actor=caller.actor)
+    audit.record(session, caller, "stock.transfer", "stock_lot", lot.id,
+                 after={"to_store_id": to_store_id, "quantity": quantity, "lot_no": lot.lot_no})
+    return out, inn
+
+
+def reserve_fefo(ctx, session: Session, store_id: int, product_id: int, quantity: int, *, order_id: int | None,
+                 actor: str, today: dt.date | None = None, field: str = "quantity") -> list[tuple[StockLot, int]]:
+    """Reserve ``quantity`` from the sellable lots, first expiring first.
+
+    Raises :class:`InsufficientStock` (naming ``field``) when the sellable,
+    unreserved units are not enough; expired lots are never taken.
+    """
+    today = today or today_utc()
+    lots = session.scalars(
+        select(StockLot)
+        .where(StockLot.store_id == store_id, StockLot.product_id == product_id, StockLot.expiry > today,
+               StockLot.on_hand - StockLot.reserved > 0)
+        .order_by(StockLot.expiry, StockLot.id)
+        .with_for_update()).all()
+    available = sum(lot.on_hand - lot.reserved for lot in lots)
+    if available < quantity:
+        raise InsufficientStock(
+            f"only {available} sellable unit(s) of product {product_id} in store {store_id}, {quantity} asked",
+            fields=[{"field": field, "message": f"only {available} available"}], available=available)
+    taken: list[tuple[StockLot, int]] = []
+    left = quantity
+    for lot in lots:
+        if left == 0:
+            break
+        q = min(left, lot.on_hand - lot.reserved)
+        move(ctx, session, lot, "reservation", reserved_delta=q, order_id=order_id, actor=actor)
+        taken.append((lot, q))
+        left -= q
+    return taken
+
+
+def release(ctx, session: Session, lot_id: int, quantity: int, *, order_id: int | None, actor: str,
+            reason: str = "") -> StockMovement:
+    lot = _lock(session, lot_id)
+    return move(ctx, session, lot, "release", reserved_delta=-quantity, order_id=order_id, actor=actor, reason=reason)
+
+
+def sell_reserved(ctx, session: Session, lot_id: int, quantity: int, *, order_id: int | None, actor: str) -> StockMovement:
+    """Turn a reservation into a sale: the units leave on-hand and the reservation."""
+    lot = _lock(session, lot_id)
+    return move(ctx, session, lot, "sale", on_hand_delta=-quantity, reserved_delta=-quantity, order_id=order_id,
+                actor=actor)
+
+
+def return_to_stock(ctx, session: Session, lot_id: int, quantity: int, *, order_id: int | None, actor: str,
+                    reason: str) -> StockMovement:
+    """Put back units that never left the store (a refund before hand-over)."""
+    lot = _lock(session, lot_id)
+    return move(ctx, session, lot, "return", on_hand_delta=quantity, order_id=order_id, actor=actor, reason=reason)
+
+
+def on_hand(session: Session, store_id: int, product_id: int | None = None) -> list[StockLot]:
+    q = select(StockLot).where(StockLot.store_id == store_id)
+    if product_id is not None:
+        q = q.where(StockLot.product_id == product_id)
+    return list(session.scalars(q.order_by(StockLot.product_id, StockLot.expiry, StockLot.id)))
+
+
+def verify(session: Session) -> list[dict]:
+    """Lots whose counters differ from the sum of their movements (empty when consistent)."""
+    sums = {row.lot_id: (row.oh, row.rs) for row in session.execute(
+        select(StockMovement.lot_id, func.sum(StockMovement.on_hand_delta).label("oh"),
+               func.sum(StockMovement.reserved_delta).label("rs")).group_by(StockMovement.lot_id))}
+    bad = []
+    for lot in session.scalars(select(StockLot)):
+        oh, rs = sums.get(lot.id, (0, 0))
+        if (lot.on_hand, lot.reserved) != (int(oh or 0), int(rs or 0)):
+            bad.append({"lot_id": lot.id, "on_hand": lot.on_hand, "reserved": lot.reserved,
+                        "movements_on_hand": int(oh or 0), "movements_reserved": int(rs or 0)})
+    return bad

@@ -1,0 +1,1 @@
+"""The bundled plugins; each subpackage is one plugin, found through its entry point."""

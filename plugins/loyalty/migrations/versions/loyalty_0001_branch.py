@@ -1,0 +1,18 @@
+"""loyalty: start of the plugin's own Alembic branch (its tables come with its features).
+
+Revision ID: loyalty_0001
+Revises:
+Create Date: 2026-11-25
+"""
+revision = "loyalty_0001"
+down_revision = None
+branch_labels = ("loyalty",)
+depends_on = "core_0001"
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
