@@ -54,24 +54,8 @@ def _connection(engine):
 def branch_heads(registry) -> dict[str, str]:
     """``{branch label: head revision}`` of every branch on the version path."""
     script = ScriptDirectory.from_config(alembic_config(registry))
-    heads = {}
-    for rev in script.get_revisions("heads"):
-        for label in _branches_of(script, rev):
-            heads[label] = rev.revision
-    return heads
-
-
-def _branches_of(script, rev) -> set[str]:
-    """Labels of the branch ``rev`` is on: follow ``down_revision`` only (not ``depends_on``)."""
-    labels: set[str] = set()
-    todo = [rev]
-    while todo:
-        r = todo.pop()
-        labels |= set(r.branch_labels or ())
-        down = r.down_revision
-        for d in (down if isinstance(down, tuple) else (down,) if down else ()):
-            todo.append(script.get_revision(d))
-    return labels
+    labels = {label for rev in script.walk_revisions() for label in (rev.branch_labels or ())}
+    return {label: script.get_revision(f"{label}@head").revision for label in sorted(labels)}
 
 
 def upgrade(ctx, names: list[str] | None = None) -> list[str]:
@@ -107,13 +91,13 @@ def current_heads(conn) -> set[str]:
 
 
 def current_branches(ctx, conn=None) -> set[str]:
-    """Branch labels that are applied in the database."""
+    """Branch labels applied in the database (a branch counts once its first revision is)."""
     def read(c):
-        heads = current_heads(c)
         script = ScriptDirectory.from_config(alembic_config(ctx.registry))
         labels: set[str] = set()
-        for h in heads:
-            labels |= _branches_of(script, script.get_revision(h))
+        for head in current_heads(c):
+            for rev in script.iterate_revisions(head, "base"):
+                labels |= set(rev.branch_labels or ())
         return labels
     if conn is not None:
         return read(conn)
