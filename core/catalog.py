@@ -5,16 +5,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from . import audit
 from .auth import Caller
 from .errors import NotFound, ValidationFailed
+from .listing import Page, keyset, like_pattern
 from .models import RX_CLASSES, Product
 
 __all__ = ["APPROVAL_NUMBER_RE", "validate_product_fields", "create_product", "update_product",
-           "serialize_product", "visible", "sale_refusals", "PRODUCT_FIELDS", "RX_NOTICE"]
+           "serialize_product", "visible", "sale_refusals", "PRODUCT_FIELDS", "RX_NOTICE", "list_products"]
 
 #: 国药准字 + class letter (H chemical, Z TCM, S biological, J/B/T/F others),
 #: optional J (imported) / C (HK, Macao, Taiwan), then 8 digits.
@@ -146,3 +147,21 @@ def serialize_product(registry, product: Product, channel: str, caller: Caller) 
     data["purchasable"] = product.active and not sale_refusals(registry, product, channel, caller)
     registry.hook.product_serialize(product=product, data=data, channel=channel, caller=caller)
     return data
+
+
+def list_products(session: Session, *, q: str | None = None, rx_class: str | None = None,
+                  category: str | None = None, active: bool | None = None, after: int | None = None,
+                  limit: int = 50) -> Page[Product]:
+    """Products by id; ``q`` matches generic or brand name, SKU or barcode (case-insensitive substring)."""
+    stmt = select(Product)
+    if q:
+        pattern = like_pattern(q.strip())
+        stmt = stmt.where(or_(*(col.ilike(pattern, escape="\\") for col in (
+            Product.generic_name, Product.brand_name, Product.sku, Product.barcode))))
+    if rx_class is not None:
+        stmt = stmt.where(Product.rx_class == rx_class)
+    if category is not None:
+        stmt = stmt.where(Product.category == category)
+    if active is not None:
+        stmt = stmt.where(Product.active == active)
+    return keyset(session, stmt, Product.id, after=after, limit=limit)

@@ -16,6 +16,7 @@ __all__ = [
     "Store", "Product", "Customer", "User", "ApiToken", "StockLot", "StockMovement",
     "Order", "OrderLine", "OrderAllocation", "OrderAdjustment", "OrderEvent",
     "AuditEntry", "OutboxMessage", "RX_CLASSES", "ROLES", "ORDER_STATUSES",
+    "LoginAttempt", "IdempotencyRecord",
 ]
 
 RX_CLASSES = ("rx", "otc_a", "otc_b")
@@ -295,6 +296,38 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class LoginAttempt(Base):
+    """Failed logins per (username, client address), shared by every worker: the
+    key is the SHA-256 of both, so neither is stored in clear."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, index=True)
+
+
+class IdempotencyRecord(Base):
+    """The stored answer to a mutating API request sent with an ``Idempotency-Key``,
+    written in the request's own transaction (so it exists only if the change does)."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (UniqueConstraint("actor", "key"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(200))
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(String(500))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[Any] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class AppendOnlyViolation(Exception):

@@ -27,10 +27,12 @@ from .auth import Caller
 from .db import is_sqlite, utcnow
 from .errors import (Conflict, Forbidden, IdempotencyConflict, IllegalTransition, NotFound,
                      ValidationFailed)
+from .listing import Page, keyset
 from .models import Customer, Order, OrderAdjustment, OrderAllocation, OrderEvent, OrderLine, Product, Store
 
 __all__ = ["TRANSITIONS", "create_order", "transition", "get_order", "cancel", "pay", "fulfil", "complete",
-           "refund", "approve_hold", "expire_unpaid", "channels", "payment_providers", "serialize_order"]
+           "refund", "approve_hold", "expire_unpaid", "channels", "payment_providers", "serialize_order",
+           "list_orders"]
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "awaiting_review": frozenset({"awaiting_payment", "cancelled"}),
@@ -379,3 +381,16 @@ def serialize_order(order: Order, caller: Caller | None = None) -> dict:
     if caller is not None and caller.role == "customer" and caller.customer_id == order.customer_id:
         data["pickup_code"] = order.pickup_code
     return data
+
+
+def list_orders(session: Session, *, store_id: int | None = None, customer_id: int | None = None,
+                status: str | None = None, before: int | None = None, limit: int = 50) -> Page[Order]:
+    """Orders newest first, filtered; ``before`` an order id to continue from."""
+    stmt = select(Order)
+    if store_id is not None:
+        stmt = stmt.where(Order.store_id == store_id)
+    if customer_id is not None:
+        stmt = stmt.where(Order.customer_id == customer_id)
+    if status is not None:
+        stmt = stmt.where(Order.status == status)
+    return keyset(session, stmt, Order.id, after=before, limit=limit, descending=True)

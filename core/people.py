@@ -5,15 +5,17 @@ import datetime as dt
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from . import audit
 from .auth import STAFF_ROLES, Caller, hash_password
 from .errors import NotFound, ValidationFailed
+from .listing import Page, keyset, like_pattern
 from .models import Customer, Store, User
 
-__all__ = ["create_store", "update_store", "create_customer", "create_user", "update_user", "MIN_PASSWORD"]
+__all__ = ["create_store", "update_store", "create_customer", "create_user", "update_user", "MIN_PASSWORD",
+           "list_stores", "list_customers", "list_users"]
 
 MIN_PASSWORD = 8
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{3,64}$")
@@ -217,3 +219,35 @@ def update_user(session: Session, user_id: int, data: dict[str, Any], caller: Ca
 
 def _jsonable(d: dict) -> dict:
     return {k: (v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v) for k, v in d.items()}
+
+
+def list_stores(session: Session, *, active: bool | None = None, after: int | None = None,
+                limit: int = 50) -> Page[Store]:
+    stmt = select(Store)
+    if active is not None:
+        stmt = stmt.where(Store.active == active)
+    return keyset(session, stmt, Store.id, after=after, limit=limit)
+
+
+def list_customers(session: Session, *, q: str | None = None, store_id: int | None = None,
+                   after: int | None = None, limit: int = 50) -> Page[Customer]:
+    """Customers by id; ``q`` matches name or phone (substring)."""
+    stmt = select(Customer)
+    if q:
+        pattern = like_pattern(q.strip())
+        stmt = stmt.where(or_(Customer.name.ilike(pattern, escape="\\"), Customer.phone.ilike(pattern, escape="\\")))
+    if store_id is not None:
+        stmt = stmt.where(Customer.store_id == store_id)
+    return keyset(session, stmt, Customer.id, after=after, limit=limit)
+
+
+def list_users(session: Session, *, role: str | None = None, store_id: int | None = None,
+               active: bool | None = None, after: int | None = None, limit: int = 50) -> Page[User]:
+    stmt = select(User)
+    if role is not None:
+        stmt = stmt.where(User.role == role)
+    if store_id is not None:
+        stmt = stmt.where(User.store_id == store_id)
+    if active is not None:
+        stmt = stmt.where(User.active == active)
+    return keyset(session, stmt, User.id, after=after, limit=limit)

@@ -18,10 +18,11 @@ from . import audit
 from .auth import Caller
 from .db import utcnow
 from .errors import InsufficientStock, NotFound, ValidationFailed
+from .listing import MAX_LIMIT, Page, keyset
 from .models import Product, StockLot, StockMovement, Store
 
 __all__ = ["receive", "adjust", "transfer", "reserve_fefo", "release", "sell_reserved", "return_to_stock",
-           "on_hand", "verify", "sellable", "today_utc"]
+           "on_hand", "verify", "sellable", "today_utc", "list_movements", "stock_by_product"]
 
 
 def today_utc() -> dt.date:
@@ -221,3 +222,46 @@ def verify(session: Session) -> list[dict]:
             bad.append({"lot_id": lot.id, "on_hand": lot.on_hand, "reserved": lot.reserved,
                         "movements_on_hand": int(oh or 0), "movements_reserved": int(rs or 0)})
     return bad
+
+
+def list_movements(session: Session, store_id: int, *, product_id: int | None = None, kind: str | None = None,
+                   before: int | None = None, limit: int = 50) -> Page[StockMovement]:
+    """A store's movements, newest first; ``before`` a movement id to continue from."""
+    _store(session, store_id)
+    stmt = select(StockMovement).where(StockMovement.store_id == store_id)
+    if product_id is not None:
+        stmt = stmt.where(StockMovement.product_id == product_id)
+    if kind is not None:
+        stmt = stmt.where(StockMovement.kind == kind)
+    return keyset(session, stmt, StockMovement.id, after=before, limit=limit, descending=True)
+
+
+def stock_by_product(session: Session, store_id: int, *, product_id: int | None = None, after: int | None = None,
+                     limit: int = 50, include_empty: bool = False) -> tuple[list[tuple[Product, list[StockLot]]], int | None]:
+    """A store's lots grouped by product (ordered by product id, lots by expiry).
+
+    Returns ``(rows, next_after)`` where ``next_after`` is the product id to
+    continue after. Lots with nothing on hand are left out unless ``include_empty``.
+    """
+    _store(session, store_id)
+    limit = max(1, min(int(limit), MAX_LIMIT))
+    where = [StockLot.store_id == store_id]
+    if product_id is not None:
+        where.append(StockLot.product_id == product_id)
+    if not include_empty:
+        where.append(StockLot.on_hand != 0)
+    ids_q = select(StockLot.product_id).where(*where).distinct().order_by(StockLot.product_id)
+    if after is not None:
+        ids_q = ids_q.where(StockLot.product_id > after)
+    ids = list(session.scalars(ids_q.limit(limit + 1)))
+    more = len(ids) > limit
+    ids = ids[:limit]
+    if not ids:
+        return [], None
+    lots = session.scalars(select(StockLot).where(*where, StockLot.product_id.in_(ids))
+                           .order_by(StockLot.product_id, StockLot.expiry, StockLot.id)).all()
+    products = {p.id: p for p in session.scalars(select(Product).where(Product.id.in_(ids)))}
+    grouped: dict[int, list[StockLot]] = {pid: [] for pid in ids}
+    for lot in lots:
+        grouped[lot.product_id].append(lot)
+    return [(products[pid], grouped[pid]) for pid in ids], (ids[-1] if more else None)
