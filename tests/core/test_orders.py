@@ -222,7 +222,8 @@ def test_online_channel_refuses_restricted_products(ctx, kw, fragment):
     with pytest.raises(ValidationFailed) as err:
         place(ctx, sid, pid, cid, channel="web", caller=Caller(role="customer", customer_id=cid))
     assert fragment in err.value.detail or "not sold" in err.value.detail
-    oid, _ = place(ctx, sid, pid, cid, channel="store")  # the counter may sell it
+    extra = {"buyer_id_number": "11010519491231002X"} if kw.get("ephedrine") else {}
+    oid, _ = place(ctx, sid, pid, cid, channel="store", extra=extra)  # the counter may sell it
     assert status(ctx, oid) == "awaiting_payment"
 
 
@@ -281,7 +282,8 @@ def test_hook_order_request_fields(make_ctx):
     plugin = make_plugin("points", order_request_fields=lambda: {"redeem_points": (int, 0)},
                          order_price_adjustments=order_price_adjustments)
     ctx = make_ctx(extra_plugins=[plugin])
-    assert ctx.registry.merged_dict("order_request_fields", "order field") == {"redeem_points": (int, 0)}
+    fields = ctx.registry.merged_dict("order_request_fields", "order field")
+    assert fields["redeem_points"] == (int, 0) and "buyer_id_number" in fields  # the core's own field too
     sid, pid, cid = seed(ctx)
     oid, _ = place(ctx, sid, pid, cid, qty=2, extra={"redeem_points": 500})
     with ctx.session() as s:
@@ -351,3 +353,34 @@ def test_pickup_code_only_shown_to_the_ordering_customer(ctx):
         assert len(orders.serialize_order(order, Caller(role="customer", customer_id=cid))["pickup_code"]) == 6
         assert "pickup_code" not in orders.serialize_order(order, CLERK)
         assert "pickup_code" not in orders.serialize_order(order, Caller(role="customer", customer_id=cid + 1))
+
+
+VALID_ID = "11010519491231002X"
+
+
+def test_resident_id_check_digit():
+    from core.default_plugin import valid_resident_id
+    assert valid_resident_id(VALID_ID) and valid_resident_id(VALID_ID.lower())
+    assert not valid_resident_id("110105194912310021") and not valid_resident_id("12345")
+
+
+def test_ephedrine_needs_buyer_id_and_at_most_two_packs(ctx):
+    sid, pid, cid = seed(ctx, ephedrine=True)
+    with pytest.raises(ValidationFailed) as err:
+        place(ctx, sid, pid, cid, qty=3, extra={"buyer_id_number": "bad"})
+    assert {e["field"] for e in err.value.fields} == {"lines", "buyer_id_number"}
+    oid, _ = place(ctx, sid, pid, cid, qty=2, extra={"buyer_id_number": VALID_ID})
+    with ctx.session() as s:
+        assert s.get(Order, oid).extra == {"buyer_id_number": VALID_ID}  # kept for the register
+
+
+def test_configurable_purchase_limits(make_ctx):
+    ctx = make_ctx(settings={"limits.product_units_per_order": 5, "limits.product_units_per_customer_per_day": 6})
+    sid, pid, cid = seed(ctx, qty=50)
+    with pytest.raises(ValidationFailed) as err:
+        place(ctx, sid, pid, cid, qty=6)
+    assert err.value.fields[0]["field"] == "lines[0].quantity"
+    place(ctx, sid, pid, cid, qty=5)
+    with pytest.raises(ValidationFailed, match="per customer per day"):
+        place(ctx, sid, pid, cid, qty=2)
+    place(ctx, sid, pid, cid, qty=1)
