@@ -51,10 +51,11 @@ class Context:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A read-only unit: rolled back at the end."""
+        """A read-only unit: rolled back at the end (on SQLite it takes no write lock)."""
         session = self.sessions()
         try:
             with session.begin():
+                session.connection(execution_options={"pharmo2o_readonly": True})
                 yield session
                 session.rollback()
         finally:

@@ -79,7 +79,8 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # pragma: no cover - trivial
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # readers (Context.session) need no write lock: WAL lets them run beside a writer
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("pharmo2o_readonly") else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, **kwargs) -> Engine:
