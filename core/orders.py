@@ -394,3 +394,74 @@ def list_orders(session: Session, *, store_id: int | None = None, customer_id: i
     if status is not None:
         stmt = stmt.where(Order.status == status)
     return keyset(session, stmt, Order.id, after=before, limit=limit, descending=True)
+
+
+def record_sale(ctx, session: Session, *, store_id: int, channel: str, lines: list[dict], caller: Caller,
+                customer_id: int | None = None, extra: dict | None = None, sold_at: dt.datetime | None = None,
+                payments: list[dict] | None = None, idempotency_key: str | None = None) -> tuple[Order, list[dict]]:
+    """Record a sale that already happened at a counter or an offline terminal.
+
+    The same validation and order hooks run as for an online order (so
+    plugins see a new order, then ``paid``, then ``completed``), but stock is
+    taken directly and never refused: a shortfall is returned as
+    ``[{"line": i, "product_id": ..., "short": n}]`` for the caller to record.
+    A hold (e.g. a prescription not approved) cannot wait for a sale that is
+    already made: it refuses the sale. Lines may carry ``unit_price_fen`` (the
+    price the terminal charged) and ``lot_no`` (the lot scanned).
+    """
+    extra = dict(extra or {})
+    if payments is not None:
+        extra["payments"] = payments
+    store, _info, resolved = _validate_request(ctx, session, store_id, customer_id, channel, "pickup",
+                                               [{"product_id": l.get("product_id"), "quantity": l.get("quantity")}
+                                                if isinstance(l, dict) else l for l in lines],
+                                               caller, None)
+    order = Order(store_id=store.id, customer_id=customer_id, channel=channel, fulfilment="pickup",
+                  status="paid", idempotency_key=idempotency_key, extra=extra, hold_reasons=[],
+                  created_by=caller.actor, paid_at=sold_at or utcnow(), payment_provider=channel,
+                  created_at=sold_at or utcnow())
+    session.add(order)
+    session.flush()
+    subtotal, shortfalls = 0, []
+    for i, ((product, qty), raw) in enumerate(zip(resolved, lines)):
+        price = raw.get("unit_price_fen", product.price_fen)
+        if isinstance(price, bool) or not isinstance(price, int) or price < 0:
+            raise ValidationFailed.one(f"lines[{i}].unit_price_fen", "must be a non-negative integer number of fen")
+        line = OrderLine(order_id=order.id, product_id=product.id, quantity=qty, unit_price_fen=price,
+                         line_total_fen=price * qty, rx_class=product.rx_class,
+                         product_name=f"{product.generic_name} {product.specification}".strip())
+        session.add(line)
+        session.flush()
+        taken, short = stock.sell_direct(ctx, session, store.id, product.id, qty, order_id=order.id,
+                                         actor=caller.actor, lot_no=raw.get("lot_no"))
+        for lot, q in taken:
+            session.add(OrderAllocation(order_line_id=line.id, lot_id=lot.id, lot_no=lot.lot_no,
+                                        expiry=lot.expiry, quantity=q))
+        if short:
+            shortfalls.append({"line": i, "product_id": product.id, "short": short})
+        subtotal += line.line_total_fen
+    session.flush()
+    session.refresh(order)
+    problems = [p for answer in ctx.registry.collect("order_validate", session=session, order=order, extra=extra,
+                                                      caller=caller) for p in answer]
+    if problems:
+        raise ValidationFailed("; ".join(f"{f}: {m}" for f, m in problems),
+                               fields=[{"field": f, "message": m} for f, m in problems])
+    holds = ctx.registry.collect("order_hold", session=session, order=order, extra=extra, caller=caller)
+    if holds:
+        raise ValidationFailed("; ".join(holds), fields=[{"field": "lines", "message": h} for h in holds])
+    adjustments = [a for answer in ctx.registry.collect("order_price_adjustments", session=session, order=order,
+                                                         extra=extra, caller=caller) for a in answer]
+    adj_total = sum(int(a["amount_fen"]) for a in adjustments)
+    for adj in adjustments:
+        session.add(OrderAdjustment(order_id=order.id, code=str(adj["code"]), label=str(adj.get("label", adj["code"])),
+                                    amount_fen=int(adj["amount_fen"])))
+    order.subtotal_fen, order.adjustments_fen = subtotal, adj_total
+    order.total_fen = max(0, subtotal + adj_total)
+    session.add(OrderEvent(order_id=order.id, old_status=None, new_status="paid", actor=caller.actor,
+                           reason="sale recorded"))
+    session.flush()
+    ctx.hook.order_status_changed(session=session, order=order, old_status=None, new_status="paid", caller=caller)
+    transition(ctx, session, order, "ready", caller)
+    transition(ctx, session, order, "completed", caller, reason="handed over at the counter")
+    return order, shortfalls

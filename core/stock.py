@@ -265,3 +265,45 @@ def stock_by_product(session: Session, store_id: int, *, product_id: int | None 
     for lot in lots:
         grouped[lot.product_id].append(lot)
     return [(products[pid], grouped[pid]) for pid in ids], (ids[-1] if more else None)
+
+
+def sell_direct(ctx, session: Session, store_id: int, product_id: int, quantity: int, *, order_id: int | None,
+                actor: str, lot_no: str | None = None, today: dt.date | None = None) -> tuple[list[tuple[StockLot, int]], int]:
+    """Book a sale that already happened (an offline POS sale): the goods have left.
+
+    Takes the scanned lot when ``lot_no`` names one, else sellable lots FEFO.
+    Never refuses: units beyond what is on hand are taken from the last lot
+    considered (its on-hand goes negative, to be counted) or, with no lot at
+    all, not booked. Returns ``(allocations, shortfall)``; a positive shortfall
+    is a stock discrepancy the caller records.
+    """
+    today = today or today_utc()
+    lots: list[StockLot] = []
+    if lot_no:
+        scanned = session.scalars(select(StockLot).where(
+            StockLot.store_id == store_id, StockLot.product_id == product_id, StockLot.lot_no == lot_no)
+            .with_for_update()).one_or_none()
+        if scanned is not None:
+            lots.append(scanned)
+    if not lots:
+        lots = list(session.scalars(
+            select(StockLot).where(StockLot.store_id == store_id, StockLot.product_id == product_id,
+                                   StockLot.expiry > today)
+            .order_by(StockLot.expiry, StockLot.id).with_for_update()))
+    taken: list[tuple[StockLot, int]] = []
+    left = quantity
+    for lot in lots:
+        q = min(left, max(0, lot.on_hand - lot.reserved))
+        if q:
+            move(ctx, session, lot, "sale", on_hand_delta=-q, order_id=order_id, actor=actor)
+            taken.append((lot, q))
+            left -= q
+        if left == 0:
+            break
+    shortfall = left
+    if left and lots:
+        lot = lots[0] if lot_no and lots[0].lot_no == lot_no else lots[-1]
+        move(ctx, session, lot, "sale", on_hand_delta=-left, order_id=order_id, actor=actor,
+             reason=f"offline sale beyond recorded stock ({left} short)")
+        taken.append((lot, left))
+    return taken, shortfall

@@ -384,3 +384,44 @@ def test_configurable_purchase_limits(make_ctx):
     with pytest.raises(ValidationFailed, match="per customer per day"):
         place(ctx, sid, pid, cid, qty=2)
     place(ctx, sid, pid, cid, qty=1)
+
+
+def test_record_sale_takes_stock_fefo_and_reports_shortfall(make_ctx):
+    seen = []
+    ctx = make_ctx(extra_plugins=[make_plugin(
+        "watch2", order_status_changed=lambda session, order, old_status, new_status, caller:
+        seen.append((old_status, new_status)))])
+    sid, pid, cid = seed(ctx, qty=3)
+    with ctx.transaction() as s:
+        order, short = orders.record_sale(ctx, s, store_id=sid, channel="store", caller=CLERK, customer_id=cid,
+                                          lines=[{"product_id": pid, "quantity": 5, "unit_price_fen": 900}],
+                                          payments=[{"method": "cash", "amount_fen": 4500}])
+        oid = order.id
+        assert (order.status, order.total_fen) == ("completed", 4500)
+        assert short == [{"line": 0, "product_id": pid, "short": 2}]
+    assert seen == [(None, "paid"), ("paid", "ready"), ("ready", "completed")]
+    assert lot_state(ctx, sid, pid) == [(-2, 0)]  # the shelf count is now visibly wrong: a discrepancy
+    with ctx.session() as s:
+        assert stock.verify(s) == []
+        assert s.get(Order, oid).extra["payments"][0]["method"] == "cash"
+
+
+def test_record_sale_uses_the_scanned_lot(ctx):
+    sid, pid, cid = seed(ctx, qty=3)
+    with ctx.transaction() as s:
+        receive(ctx, s, sid, pid, 4, lot_no="SCANNED", days=700)
+    with ctx.transaction() as s:
+        order, short = orders.record_sale(ctx, s, store_id=sid, channel="store", caller=CLERK,
+                                          lines=[{"product_id": pid, "quantity": 2, "lot_no": "SCANNED"}])
+        assert short == [] and [a.lot_no for a in order.lines[0].allocations] == ["SCANNED"]
+
+
+def test_record_sale_refuses_what_a_plugin_would_hold(make_ctx):
+    ctx = make_ctx(extra_plugins=[make_plugin("h2", order_hold=lambda session, order, extra, caller:
+                                              None if extra.get("rx_ok") else "no approved prescription")])
+    sid, pid, cid = seed(ctx)
+    with pytest.raises(ValidationFailed, match="no approved prescription"):
+        with ctx.transaction() as s:
+            orders.record_sale(ctx, s, store_id=sid, channel="store", caller=CLERK,
+                               lines=[{"product_id": pid, "quantity": 1}])
+    assert lot_state(ctx, sid, pid) == [(10, 0)]
