@@ -157,3 +157,119 @@ def ctx(make_ctx):
 @pytest.fixture
 def db_backend() -> str:
     return backend()
+
+
+# ----------------------------------------------------------------------- the API
+
+API_ROLES = ("admin", "store_manager", "pharmacist", "clerk", "customer")
+TEST_PASSWORD = "test-password-1"
+
+
+def _password_hash() -> str:
+    global _PASSWORD_HASH
+    if _PASSWORD_HASH is None:
+        from .auth import hash_password
+        _PASSWORD_HASH = hash_password(TEST_PASSWORD)
+    return _PASSWORD_HASH
+
+
+_PASSWORD_HASH: str | None = None
+
+
+class ApiClient:
+    """A Falcon test client on one app, with a bearer token per role.
+
+    ``store_id`` is the store the store-bound staff (store_manager, pharmacist,
+    clerk) belong to; ``admin`` is bound to no store; ``customer_id`` is the
+    customer behind the ``customer`` token. Users are named after their role
+    and share the password :data:`TEST_PASSWORD`.
+    """
+
+    def __init__(self, ctx: Context, app, tokens: dict[str, str], store_id: int, customer_id: int,
+                 user_ids: dict[str, int]):
+        from falcon import testing as falcon_testing
+        self.ctx = ctx
+        self.app = app
+        self.client = falcon_testing.TestClient(app)
+        self.tokens = tokens  # role -> bearer token
+        self.store_id = store_id
+        self.customer_id = customer_id
+        self.user_ids = user_ids  # role -> user id
+
+    def headers(self, role: str | None = None, headers: dict | None = None) -> dict:
+        out = dict(headers or {})
+        if role is not None:
+            out["Authorization"] = f"Bearer {self.tokens[role]}"
+        return out
+
+    def request(self, method: str, path: str, *, role: str | None = None, json=None, body=None,
+                headers: dict | None = None, params: dict | None = None):
+        """Simulate a request (``role`` picks the token; ``None`` sends none); returns Falcon's ``Result``."""
+        kwargs: dict = {"headers": self.headers(role, headers)}
+        if json is not None:
+            kwargs["json"] = json
+        if body is not None:
+            kwargs["body"] = body
+        if params is not None:
+            kwargs["params"] = params
+        return self.client.simulate_request(method, path, **kwargs)
+
+    def get(self, path: str, role: str | None = "admin", **kw):
+        return self.request("GET", path, role=role, **kw)
+
+    def post(self, path: str, role: str | None = "admin", **kw):
+        return self.request("POST", path, role=role, **kw)
+
+    def patch(self, path: str, role: str | None = "admin", **kw):
+        return self.request("PATCH", path, role=role, **kw)
+
+    def token(self, *, user_id: int | None = None, customer_id: int | None = None) -> str:
+        """Mint a token for another user or customer of this database."""
+        from .api import tokens
+        from .models import User
+        with self.ctx.transaction() as session:
+            if customer_id is not None:
+                return tokens.issue_customer_token(self.ctx, session, customer_id).token
+            return tokens.issue_user_token(session, session.get(User, user_id), tokens.token_ttl(self.ctx)).token
+
+
+def build_api_client(ctx: Context, *, validate_responses: bool = True) -> ApiClient:
+    """Seed a store, one user per staff role and a customer, mint their tokens, build the app."""
+    from .api import create_app, tokens
+    from .models import Customer, Store, User
+    with ctx.transaction() as session:
+        store = Store(code="HOME", name="Home store", address="", phone="", active=True)
+        session.add(store)
+        session.flush()
+        users = {}
+        for role in API_ROLES[:-1]:
+            user = User(username=role, password_hash=_password_hash(), role=role, display_name=role,
+                        store_id=None if role == "admin" else store.id, active=True)
+            session.add(user)
+            session.flush()
+            users[role] = user
+        customer = Customer(name="顾客", phone="13800000000", store_id=store.id)
+        session.add(customer)
+        session.flush()
+        ttl = tokens.token_ttl(ctx)
+        issued = {role: tokens.issue_user_token(session, user, ttl).token for role, user in users.items()}
+        issued["customer"] = tokens.issue_customer_token(ctx, session, customer.id).token
+        ids = (store.id, customer.id, {role: u.id for role, u in users.items()})
+    app = create_app(ctx, validate_responses=validate_responses)
+    return ApiClient(ctx, app, issued, ids[0], ids[1], ids[2])
+
+
+@pytest.fixture
+def make_api(make_ctx):
+    """``make_api(enabled=[...], extra_plugins=[...], settings={...})`` -> an :class:`ApiClient`
+    on a fresh database (responses checked against their schemas)."""
+    def factory(enabled=(), extra_plugins=(), settings=None, validate_responses=True) -> ApiClient:
+        ctx = make_ctx(enabled=enabled, extra_plugins=extra_plugins, settings=settings)
+        return build_api_client(ctx, validate_responses=validate_responses)
+    return factory
+
+
+@pytest.fixture
+def api(make_api) -> ApiClient:
+    """An :class:`ApiClient` with only the core enabled."""
+    return make_api()

@@ -1,0 +1,130 @@
+"""Cross-cutting work done once per request: request id and access log, the
+request's transaction, body size, and authentication/authorization."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from contextlib import ExitStack
+
+import falcon
+
+from ..errors import Forbidden
+from . import tokens
+from .errors import PayloadTooLarge, Unauthorized
+
+__all__ = ["RequestContext", "ApiRequest", "RequestIdMiddleware", "TransactionMiddleware", "AuthMiddleware"]
+
+access_log = logging.getLogger("pharmo2o.api.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class RequestContext:
+    """``req.context`` of the API: ``session`` opens the request's transaction on first use."""
+
+    def __init__(self) -> None:
+        self.request_id: str = ""
+        self.api = None  # core.api.app.ApiState
+        self.ctx = None  # core.context.Context
+        self.caller = None  # core.auth.Caller once authenticated
+        self.token_hash: str | None = None
+        self.operation = None
+        self.body = None
+        self.query = None
+        self.failed = False
+        self._stack: ExitStack | None = None
+        self._session = None
+
+    @property
+    def session(self):
+        """The SQLAlchemy session of this request's one transaction (committed when the
+        response is a success, rolled back otherwise)."""
+        if self._session is None:
+            self._stack = ExitStack()
+            self._session = self._stack.enter_context(self.ctx.transaction())
+        return self._session
+
+    @property
+    def session_open(self) -> bool:
+        return self._session is not None
+
+
+class ApiRequest(falcon.Request):
+    context_type = RequestContext
+
+
+class RequestIdMiddleware:
+    """Assigns ``X-Request-Id`` (the client's if well-formed) and writes one JSON access line."""
+
+    def __init__(self, api) -> None:
+        self.api = api
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        incoming = req.get_header("X-Request-Id")
+        req.context.request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        req.context.api = self.api
+        req.context.ctx = self.api.ctx
+        req.context.started = time.perf_counter()
+        resp.set_header("X-Request-Id", req.context.request_id)
+        limit = self.api.max_body_bytes
+        if req.content_length is not None and req.content_length > limit:
+            raise PayloadTooLarge(f"the body is {req.content_length} bytes; at most {limit} are accepted")
+
+    def process_response(self, req, resp, resource, req_succeeded: bool) -> None:
+        resp.set_header("X-Request-Id", req.context.request_id)
+        caller = req.context.caller
+        access_log.info("%s %s %s", req.method, req.path, resp.status_code, extra={
+            "request_id": req.context.request_id, "method": req.method, "path": req.path,
+            "status": resp.status_code, "route": req.uri_template,
+            "duration_ms": round((time.perf_counter() - getattr(req.context, "started", time.perf_counter())) * 1000, 2),
+            "actor": caller.actor if caller else None,
+        })
+
+
+class TransactionMiddleware:
+    """Commits the request's transaction when the response is a success, else rolls it back.
+
+    A failing commit becomes the response (rendered by the error handlers),
+    so a client never sees a success for a change that was not stored.
+    """
+
+    def process_response(self, req, resp, resource, req_succeeded: bool) -> None:
+        rc = req.context
+        if not rc.session_open:
+            return
+        stack, rc._stack, rc._session = rc._stack, None, None
+        if req_succeeded and not rc.failed and resp.status_code < 400:
+            stack.close()  # commit (raises on failure: handled like any error)
+        else:
+            stack.__exit__(_Rollback, _Rollback(), None)
+
+
+class _Rollback(Exception):
+    """Thrown into the transaction's context manager to roll it back."""
+
+
+class AuthMiddleware:
+    """Authenticates the bearer token and checks the operation's roles before the responder."""
+
+    def __init__(self, api) -> None:
+        self.api = api
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource, params) -> None:
+        op = self.api.operation_for(req.uri_template, req.method)
+        if op is None or op.public:
+            return
+        header = req.get_header("Authorization")
+        if not header:
+            raise Unauthorized("send an Authorization: Bearer <token> header (POST /api/v1/auth/token issues one)")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+        resolved = tokens.resolve(req.context.session, token.strip())
+        if resolved is None:
+            raise Unauthorized("the token is invalid, expired or revoked")
+        req.context.caller, req.context.token_hash = resolved
+        roles = self.api.roles_of(op)
+        if req.context.caller.role not in roles:
+            raise Forbidden(f"role {req.context.caller.role!r} may not {op.summary[:1].lower() + op.summary[1:] if op.summary else op.id}; "
+                            f"admitted: {', '.join(roles)}")

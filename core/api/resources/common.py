@@ -1,0 +1,34 @@
+"""Small helpers shared by the core's resources."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from ...errors import NotFound
+from ...stock import sellable, today_utc
+
+__all__ = ["V1", "ID", "get_or_404", "dump", "lot_out"]
+
+V1 = "/api/v1"
+#: a path id: a positive 64-bit integer (anything else does not match the route: 404)
+ID = "int(min=1, max=9223372036854775807)"
+
+
+def get_or_404(session, model, row_id: int, what: str):
+    row = session.get(model, row_id)
+    if row is None:
+        raise NotFound(f"{what} {row_id} does not exist")
+    return row
+
+
+def dump(schema: type[BaseModel], obj: Any) -> dict:
+    """An ORM row as ``schema`` shows it, ready for JSON."""
+    return schema.model_validate(obj, from_attributes=True).model_dump(mode="json")
+
+
+def lot_out(lot, today=None) -> dict:
+    ok = sellable(lot, today or today_utc())
+    return {"lot_id": lot.id, "lot_no": lot.lot_no, "expiry": lot.expiry.isoformat(), "on_hand": lot.on_hand,
+            "reserved": lot.reserved, "available": max(0, lot.on_hand - lot.reserved) if ok else 0,
+            "expired": not ok}

@@ -1,0 +1,107 @@
+"""Bearer tokens: issued at random, stored only as SHA-256, expiring, revocable.
+
+Plugins mint tokens through :func:`issue_customer_token` (e.g. after a
+WeChat OAuth login) and never see another token's value again.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ..auth import STAFF_ROLES, Caller
+from ..db import utcnow
+from ..errors import NotFound
+from ..models import ApiToken, Customer, User
+
+__all__ = ["IssuedToken", "token_hash", "issue_user_token", "issue_customer_token", "resolve", "revoke",
+           "revoke_user_tokens", "token_ttl", "DEFAULT_TTL_HOURS"]
+
+DEFAULT_TTL_HOURS = 12
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A freshly minted token: the only moment its value is known."""
+
+    token: str  # the bearer value to hand to the client
+    expires_at: dt.datetime  # UTC
+    role: str  # staff role or "customer"
+    user_id: int | None = None
+    customer_id: int | None = None
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def token_ttl(ctx, customer: bool = False) -> dt.timedelta:
+    """``[api] token_ttl_hours`` (default 12), ``customer_token_ttl_hours`` for customers."""
+    hours = ctx.setting("api.token_ttl_hours", DEFAULT_TTL_HOURS)
+    if customer:
+        hours = ctx.setting("api.customer_token_ttl_hours", hours)
+    return dt.timedelta(hours=float(hours))
+
+
+def _issue(session: Session, ttl: dt.timedelta, role: str, *, user_id=None, customer_id=None,
+           now: dt.datetime | None = None) -> IssuedToken:
+    token = secrets.token_urlsafe(32)
+    expires = (now or utcnow()) + ttl
+    session.add(ApiToken(token_hash=token_hash(token), role=role, user_id=user_id, customer_id=customer_id,
+                         expires_at=expires))
+    session.flush()
+    return IssuedToken(token, expires, role, user_id, customer_id)
+
+
+def issue_user_token(session: Session, user: User, ttl: dt.timedelta, *, now: dt.datetime | None = None) -> IssuedToken:
+    """A token for an active staff user (the caller has checked the password)."""
+    return _issue(session, ttl, user.role, user_id=user.id, now=now)
+
+
+def issue_customer_token(ctx, session: Session, customer_id: int, *, ttl: dt.timedelta | None = None,
+                         now: dt.datetime | None = None) -> IssuedToken:
+    """A token acting as customer ``customer_id`` (role ``customer``), in ``session``'s transaction."""
+    if session.get(Customer, customer_id) is None:
+        raise NotFound(f"customer {customer_id} does not exist")
+    return _issue(session, ttl or token_ttl(ctx, customer=True), "customer", customer_id=customer_id, now=now)
+
+
+def resolve(session: Session, token: str, *, now: dt.datetime | None = None) -> tuple[Caller, str] | None:
+    """The caller a bearer token stands for, with the token's hash; ``None`` if it is unknown,
+    expired, revoked, or its user was deactivated. A staff token carries the user's
+    current role and store, so a role change applies at once."""
+    if len(token) > 200:
+        return None
+    digest = token_hash(token)
+    row = session.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).one_or_none()
+    now = now or utcnow()
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        return None
+    if row.user_id is not None:
+        user = session.get(User, row.user_id)
+        if user is None or not user.active or user.role not in STAFF_ROLES:
+            return None
+        return Caller(role=user.role, user_id=user.id, store_id=user.store_id, name=user.username), digest
+    if row.customer_id is not None and row.role == "customer":
+        customer = session.get(Customer, row.customer_id)
+        if customer is None:
+            return None
+        return Caller(role="customer", customer_id=customer.id, store_id=None, name=customer.name), digest
+    return None
+
+
+def revoke(session: Session, digest: str, *, now: dt.datetime | None = None) -> bool:
+    """Revoke the token with this hash; ``True`` if it was live."""
+    done = session.execute(update(ApiToken).where(ApiToken.token_hash == digest, ApiToken.revoked_at.is_(None))
+                           .values(revoked_at=now or utcnow())).rowcount
+    return bool(done)
+
+
+def revoke_user_tokens(session: Session, user_id: int, *, now: dt.datetime | None = None) -> int:
+    """Revoke every live token of a user (after a password change or deactivation)."""
+    return session.execute(update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+                           .values(revoked_at=now or utcnow())).rowcount
