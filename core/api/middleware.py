@@ -17,6 +17,7 @@ from .errors import PayloadTooLarge, Unauthorized
 __all__ = ["RequestContext", "ApiRequest", "RequestIdMiddleware", "TransactionMiddleware", "AuthMiddleware"]
 
 access_log = logging.getLogger("pharmo2o.api.access")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -33,16 +34,18 @@ class RequestContext:
         self.body = None
         self.query = None
         self.failed = False
+        self.writes = True  # whether the session commits (set from the operation before first use)
         self._stack: ExitStack | None = None
         self._session = None
 
     @property
     def session(self):
-        """The SQLAlchemy session of this request's one transaction (committed when the
-        response is a success, rolled back otherwise)."""
+        """The SQLAlchemy session of this request's one unit of work: a transaction committed
+        when the response is a success (rolled back otherwise), or a read-only unit."""
         if self._session is None:
             self._stack = ExitStack()
-            self._session = self._stack.enter_context(self.ctx.transaction())
+            unit = self.ctx.transaction() if self.writes else self.ctx.session()
+            self._session = self._stack.enter_context(unit)
         return self._session
 
     @property
@@ -66,6 +69,7 @@ class RequestIdMiddleware:
         req.context.api = self.api
         req.context.ctx = self.api.ctx
         req.context.started = time.perf_counter()
+        req.context.writes = req.method not in SAFE_METHODS
         resp.set_header("X-Request-Id", req.context.request_id)
         limit = self.api.max_body_bytes
         if req.content_length is not None and req.content_length > limit:
@@ -112,7 +116,11 @@ class AuthMiddleware:
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource, params) -> None:
         op = self.api.operation_for(req.uri_template, req.method)
-        if op is None or op.public:
+        if op is None:
+            return
+        if op.writes is not None:
+            req.context.writes = op.writes
+        if op.public:
             return
         header = req.get_header("Authorization")
         if not header:

@@ -15,7 +15,8 @@ decorator) and the OpenAPI document::
             resp.media = orders.serialize_order(order, req.context.caller)
 
 Inside a responder ``req.context`` holds ``ctx`` (the Context), ``session``
-(the request's transaction, opened on first use), ``caller``
+(the request's one unit of work, opened on first use: a transaction committed
+on success for mutating methods, a read-only unit for GET), ``caller``
 (:class:`core.auth.Caller`, ``None`` on a public operation), ``body`` and
 ``query`` (validated pydantic models, or ``None``).
 
@@ -71,6 +72,7 @@ class Operation:
     errors: tuple[int, ...] = ()  # further error statuses worth documenting (404, 409, ...)
     idempotency: Idempotency = "store"  # how an Idempotency-Key on a mutating call is honoured
     raw_body: bool = False  # the responder reads the stream itself (e.g. XML callbacks)
+    writes: bool | None = None  # run in a committing transaction (default: POST/PUT/PATCH/DELETE do)
     extra: dict = field(default_factory=dict)  # more OpenAPI keys for the operation
 
 
@@ -78,7 +80,7 @@ def operation(id: str, *, roles: tuple[str, ...] | list[str] = (), public: bool 
               description: str = "", tags: tuple[str, ...] | list[str] = (), body: BodySpec = None,
               query: type[BaseModel] | None = None, response: Any = None, status: int = 200,
               errors: tuple[int, ...] = (), idempotency: Idempotency = "store", raw_body: bool = False,
-              extra: dict | None = None):
+              writes: bool | None = None, extra: dict | None = None):
     """Declare a responder: ``roles`` admitted (or ``public=True``), schemas, documentation.
 
     ``idempotency`` says what an ``Idempotency-Key`` header does on a mutating
@@ -86,6 +88,10 @@ def operation(id: str, *, roles: tuple[str, ...] | list[str] = (), public: bool 
     replays it for the same request (a different request with the key is a
     409); ``"model"`` means the responder honours the key itself (orders);
     ``"none"`` ignores it (the operation is naturally idempotent).
+
+    ``writes``: mutating methods run in a transaction committed on success;
+    GET runs in a read-only unit that is rolled back. A GET that must write
+    (e.g. an access log of sensitive records) says ``writes=True``.
     """
     roles = tuple(roles)
     unknown = [r for r in roles if r not in KNOWN_ROLES]
@@ -97,7 +103,7 @@ def operation(id: str, *, roles: tuple[str, ...] | list[str] = (), public: bool 
         raise ValueError(f"operation {id!r}: declare the roles it admits, or public=True")
     op = Operation(id=id, roles=roles, public=public, summary=summary, description=description, tags=tuple(tags),
                    body=body, query=query, response=response, status=status, errors=tuple(errors),
-                   idempotency=idempotency, raw_body=raw_body, extra=dict(extra or {}))
+                   idempotency=idempotency, raw_body=raw_body, writes=writes, extra=dict(extra or {}))
 
     def decorate(fn):
         @functools.wraps(fn)

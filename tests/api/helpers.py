@@ -9,7 +9,7 @@ _seq = itertools.count(1)
 
 def product(api, role="admin", **fields) -> dict:
     n = next(_seq)
-    body = {"sku": f"SKU-{n}", "generic_name": f"布洛芬缓释胶囊{n}", "brand_name": f"芬必得{n}",
+    body = {"sku": f"SKU-{n}", "generic_name": f"布洛芬缓释胶囊{n}", "brand_name": f"品牌{n}",
             "approval_number": f"国药准字H{20000000 + n:08d}", "rx_class": "otc_b", "price_fen": 1250,
             "category": "解热镇痛", "package_insert": "说明书全文"}
     body.update(fields)
