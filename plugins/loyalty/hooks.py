@@ -1,7 +1,85 @@
-"""Hook implementations of the loyalty plugin (its features arrive with its own issue)."""
+"""Hook implementations of the loyalty plugin.
+
+Order lifecycle → points (each step idempotent by its ledger source key)::
+
+    placed with redeem_points --(order_price_adjustments)--> hold (available → held), discount line
+    paid       --> held points spent; points earned as pending (member joined if auto_join)
+    cancelled  --> held points released
+    completed  --> online: vest (pending → available, a new lot); offline: vest when the
+                   return window closes (`pharmo2o loyalty vest`, or now if it is 0)
+    refunded   --> earned points clawed back, redeemed points given back (proportionally)
+"""
+from __future__ import annotations
+
 from core import hookimpl
+from core.errors import ValidationFailed
+from core.orders import channels
+
+from . import services
+from .earning import DISCOUNT_CODE
+from .schemas import RedeemPoints
+from .settings import registry_for, remember_registry, settings_of
+
+
+def _context(session):
+    registry = registry_for(session)
+    return registry, settings_of(registry.config)
+
+
+def _online(registry, channel: str) -> bool:
+    info = channels(registry).get(channel)
+    return bool(info and info.get("online"))
 
 
 @hookimpl
-def capabilities():
-    return []
+def startup(registry):
+    settings_of(registry.config)  # a bad [loyalty] section fails at start, naming the key
+    remember_registry(registry)
+
+
+@hookimpl
+def order_request_fields():
+    return {"redeem_points": (RedeemPoints, None)}
+
+
+@hookimpl
+def order_validate(session, order, extra, caller):
+    _registry, settings = _context(session)
+    _points, problems = services.check_redeem_request(order, extra, settings)
+    return problems or None
+
+
+@hookimpl
+def order_price_adjustments(session, order, extra, caller):
+    registry, settings = _context(session)
+    points, problems = services.check_redeem_request(order, extra, settings)
+    if problems:  # order_validate normally refused it already
+        field, message = problems[0]
+        raise ValidationFailed.one(field, message)
+    if not points:
+        return None
+    fen = services.hold(session, settings, order, points, _online(registry, order.channel), caller.actor)
+    return [{"code": DISCOUNT_CODE, "label": f"{points} points redeemed", "amount_fen": -fen}]
+
+
+@hookimpl
+def order_status_changed(session, order, old_status, new_status, caller):
+    if order.customer_id is None:
+        return
+    registry, settings = _context(session)
+    actor = caller.actor if caller is not None else "system"
+    if new_status == "paid":
+        services.spend(session, order, actor)
+        services.earn(session, settings, order, _online(registry, order.channel), actor)
+    elif new_status == "cancelled":
+        services.release(session, settings, order, actor)
+    elif new_status == "completed":
+        services.schedule_vest(session, settings, order, actor)
+    elif new_status == "refunded":
+        services.refund(session, settings, order, actor)
+
+
+@hookimpl
+def register_commands(cli):
+    from .cli import loyalty
+    cli.add_command(loyalty)
