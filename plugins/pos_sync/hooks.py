@@ -1,7 +1,17 @@
-"""Hook implementations of the pos_sync plugin (its features arrive with its own issue)."""
+"""Hook implementations of the pos_sync plugin: the offline channel ``pos``, its API routes and
+the reference terminal command."""
+from __future__ import annotations
+
 from core import hookimpl
+
+from .rules import CHANNEL
+
+
+@hookimpl
+def register_sales_channels():
+    return [{"name": CHANNEL, "online": False, "label": "Store POS terminal (sells offline, syncs later)"}]
 
 
 @hookimpl
 def capabilities():
-    return []
+    return ["pos_sync"]
