@@ -1,0 +1,107 @@
+"""Over real HTTP: gunicorn started by the test (through core.api.server.serve) on a free port."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from core import people
+from core.auth import SYSTEM
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(tmp_path: Path, url: str) -> Path:
+    path = tmp_path / "serve.toml"
+    path.write_text(f'database_url = "{url}"\n[plugins]\nenabled = []\n', encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def served(make_ctx, tmp_path):
+    """A migrated database with an admin, served by two gunicorn workers; yields the base URL."""
+    ctx = make_ctx()
+    with ctx.transaction() as s:
+        people.create_user(s, {"username": "boss", "password": "boss-password", "role": "admin"}, SYSTEM)
+    config = write_config(tmp_path, ctx.config.database_url)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHARMO2O_")}
+    code = f"from core.api.server import serve; serve({str(config)!r}, '127.0.0.1:{port}', 2)"
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"gunicorn did not come up:\n{proc.stdout.read().decode(errors='replace')}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    proc.stdout.close()
+
+
+def test_smoke_over_http(served):
+    http = requests.Session()
+    r = http.get(f"{served}/api/v1/health")
+    assert r.json()["database"]["ok"] is True and r.headers["X-Request-Id"]
+    assert http.get(f"{served}/api/v1/stores").status_code == 401
+    r = http.post(f"{served}/api/v1/auth/token", json={"username": "boss", "password": "boss-password"})
+    assert r.status_code == 200, r.text
+    http.headers["Authorization"] = f"Bearer {r.json()['token']}"
+    store = http.post(f"{served}/api/v1/stores", json={"code": "BJ01", "name": "北京一店"}).json()
+    product = http.post(f"{served}/api/v1/products", json={
+        "sku": "IBU-400", "generic_name": "布洛芬片", "approval_number": "国药准字H20000001", "rx_class": "otc_b",
+        "price_fen": 1590}).json()
+    expiry = (dt.date.today() + dt.timedelta(days=300)).isoformat()
+    r = http.post(f"{served}/api/v1/stores/{store['id']}/stock/receipts",
+                  json={"product_id": product["id"], "lot_no": "L1", "expiry": expiry, "quantity": 3})
+    assert r.status_code == 201, r.text
+    order = {"store_id": store["id"], "channel": "store", "fulfilment": "pickup",
+             "lines": [{"product_id": product["id"], "quantity": 2}]}
+    # several requests, possibly on different workers, all see the same database
+    first = http.post(f"{served}/api/v1/orders", json=order, headers={"Idempotency-Key": "smoke-1"})
+    again = http.post(f"{served}/api/v1/orders", json=order, headers={"Idempotency-Key": "smoke-1"})
+    assert first.status_code == 201 and again.status_code == 200, (first.text, again.text)
+    assert first.json()["id"] == again.json()["id"] and first.json()["total_fen"] == 3180
+    r = http.post(f"{served}/api/v1/orders", json=order | {"lines": [{"product_id": product["id"], "quantity": 2}]})
+    assert r.status_code == 409 and r.headers["Content-Type"] == "application/problem+json"
+    assert http.get(f"{served}/api/docs").headers["Content-Type"].startswith("text/html")
+    r = http.post(f"{served}/api/v1/auth/logout")
+    assert r.status_code == 204
+    assert http.get(f"{served}/api/v1/stores").status_code == 401
+
+
+def test_gunicorn_conf_loads_the_app(make_ctx, tmp_path):
+    ctx = make_ctx()
+    config = write_config(tmp_path, ctx.config.database_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHARMO2O_")} | {"PHARMO2O_CONFIG": str(config)}
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    done = subprocess.run([str(gunicorn), "-c", str(REPO / "gunicorn.conf.py"), "--check-config"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
