@@ -12,7 +12,7 @@ from plugins.pos_sync import devices, prices, sales
 from tests.core.factories import ADMIN, customer, product, receive, store
 
 _seq = itertools.count(1)
-FAST = {"pos_sync.price_check_seconds": 0}
+FAST = {"pos_sync.price_check_seconds": 0, "pos_sync.catalog_settle_seconds": 0}
 
 
 def pos_ctx(make_ctx, enabled=("pos_sync",), extra_plugins=(), settings=None):
