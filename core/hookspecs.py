@@ -152,7 +152,9 @@ def register_routes():
 
     Called once when the Falcon app is built; only enabled plugins are asked.
     The lists of all plugins are concatenated; a template registered twice is
-    an error naming it.
+    an error naming it. Every ``on_<method>`` responder must be decorated with
+    :func:`core.api.operation` (the roles it admits, its schemas); the app
+    refuses to start with an undeclared one.
     """
 
 
@@ -203,8 +205,35 @@ def notification_senders():
 def register_permissions():
     """Return extra permissions: ``{permission_name: [role, ...]}``.
 
-    Called once when the app is built. Lists for the same permission are
-    merged (union of roles).
+    Called once when the app is built. A permission name is an API operation
+    id (``"orders.refund"``): the roles are admitted to that operation in
+    addition to the ones it declares. Lists for the same permission are
+    merged (union of roles); a grant can widen, never narrow.
+    """
+
+
+@hookspec
+def register_console_pages():
+    """Return the pages a plugin adds to the staff web console (``/console/``):
+    a list of dicts ``{"id", "title", "roles", "script"}`` plus optional
+    ``"section"`` (the navigation group, default ``"Plugins"``) and ``"order"``
+    (an int; lower first, default 100).
+
+    ``id`` is a slug (``[a-z0-9-]``) and the page's address is
+    ``/console/<id>``; ``roles`` lists the staff roles whose navigation shows
+    the page; ``script`` is an ES module path relative to the plugin package's
+    ``console/`` folder, served at ``/console/plugins/<plugin>/<script>``
+    (the core's own pages are in ``core/console/static/``). The module exports
+    ``render(page)`` and calls the API through the console's ``lib.js`` with
+    the same bearer token.
+
+    Called when the app is built (a malformed page is an error naming the
+    plugin) and for ``GET /api/v1/console/pages``; only enabled plugins are
+    asked, so a disabled plugin's pages disappear with its routes. The lists
+    of all plugins are concatenated (the core's own pages come from the core's
+    default plugin); an ``id`` given twice is an error naming both plugins.
+    Pages only decide the navigation: the API operations a page calls still
+    enforce their own roles.
     """
 
 

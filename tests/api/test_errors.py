@@ -186,3 +186,25 @@ def test_product_and_store_ids_must_be_real_in_bodies(api):
     r = api.post(f"/api/v1/stores/{api.store_id}/stock/receipts", json={
         "product_id": product(api)["id"], "lot_no": "L1", "expiry": "01/01/2099", "quantity": 1})
     assert "expiry" in fields(r)
+
+
+def test_a_failing_commit_is_the_answer_not_a_success(make_api):
+    from sqlalchemy import event
+
+    class Doomed:
+        @operation("test.doomed", roles=("admin",), summary="Writes, then the commit fails")
+        def on_post(self, req, resp):
+            from core.models import Store
+            session = req.context.session
+            session.add(Store(code="DOOMED", name="never committed"))
+
+            def refuse(_session):
+                raise RuntimeError("commit refused")
+            event.listen(session, "before_commit", refuse, once=True)
+            resp.status = 201
+            resp.media = {"ok": True}
+    api = make_api(extra_plugins=[make_plugin("doomed", register_routes=lambda: [("/api/v1/test/doomed", Doomed())])])
+    r = api.post("/api/v1/test/doomed")
+    assert_problem(r, 500, "internal")
+    assert "ok" not in r.json
+    assert "DOOMED" not in [s["code"] for s in api.get("/api/v1/stores").json["items"]]

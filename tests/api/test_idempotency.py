@@ -53,3 +53,27 @@ def test_a_refused_request_stores_nothing_and_the_key_stays_usable(api):
     assert count(api, StockMovement) == 1
     [row] = api.get(f"/api/v1/stores/{api.store_id}/stock").json["items"]
     assert row["on_hand"] == 5
+
+
+def test_two_concurrent_requests_with_one_key_make_one_change(api):
+    import threading
+
+    from core.models import Customer
+    barrier = threading.Barrier(2)
+    results = []
+
+    def send():
+        barrier.wait()
+        results.append(api.post("/api/v1/customers", role="clerk", json={"name": "并发"},
+                                headers={"Idempotency-Key": "race-1"}))
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    statuses = sorted(r.status_code for r in results)
+    assert statuses in ([201, 201], [201, 409]), [r.text for r in results]
+    if statuses == [201, 201]:
+        assert results[0].json == results[1].json  # the second was a replay
+    assert count(api, Customer) == 2  # the fixture's customer and one more

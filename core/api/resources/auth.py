@@ -40,13 +40,15 @@ class Token:
         ctx, body = req.context.ctx, req.context.body
         ip = client_address(req)
         policy = throttle.policy(ctx)
-        with ctx.transaction() as session:  # short transactions: the count must persist even when refusing
+        # short units of their own, not the request's: the count must persist even when refusing,
+        # and the password is checked (slowly) outside any transaction
+        with ctx.session() as session:
             wait = throttle.locked_for(session, body.username, ip)
         if wait is not None:
             raise TooManyRequests(f"too many failed logins for {body.username!r} from this address; "
                                   f"retry in {math.ceil(wait.total_seconds())} s",
                                   headers={"Retry-After": str(max(1, math.ceil(wait.total_seconds())))})
-        with ctx.transaction() as session:
+        with ctx.session() as session:
             user = session.scalars(select(User).where(User.username == body.username)).one_or_none()
             stored = (user.id, user.password_hash, user.active) if user is not None else None
         ok = verify_password(stored[1] if stored else _dummy_hash(), body.password) and stored is not None \

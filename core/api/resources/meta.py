@@ -21,6 +21,7 @@ class Health:
         database = {"ok": True, "dialect": ctx.engine.dialect.name}
         try:
             with ctx.engine.connect() as conn:  # its own connection: a broken database must not break the answer
+                conn.execution_options(pharmo2o_readonly=True)  # SQLite: no write lock for a probe
                 conn.execute(text("SELECT 1"))
         except Exception as exc:  # any failure means "not reachable"
             database.update(ok=False, error=type(exc).__name__)
