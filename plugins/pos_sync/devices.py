@@ -30,6 +30,7 @@ from .models import PosDevice, PosSaleFlag
 
 __all__ = ["SECRET_PREFIX", "DeviceRefused", "Credentials", "register", "reregister", "revoke", "list_devices",
            "get_device", "authenticate", "device_caller", "serialize_device", "secret_hash", "check_store_access",
+           "managed_scope", "list_scope", "managed_device",
            "DATABASE_ID_RE"]
 
 SECRET_PREFIX = "pos_"
@@ -62,16 +63,33 @@ def _new_secret() -> tuple[str, str]:
     return secret, secret_hash(secret)
 
 
-def check_store_access(caller: Caller, store_id: int | None) -> None:
-    """Admins manage every store's terminals; a store manager only their own store's."""
+def managed_scope(caller: Caller) -> int | None:
+    """The one store whose terminals ``caller`` manages, or ``None`` for every store.
+
+    Admins manage every store; a store manager their own store (like the
+    core's API, a manager bound to no store acts on all); other roles none.
+    """
     if caller.role == "admin":
-        return
-    if caller.role == "store_manager" and caller.store_id is not None and caller.store_id == store_id:
-        return
+        return None
     if caller.role == "store_manager":
-        raise Forbidden(f"a store manager manages the terminals of their own store only "
-                        f"(store {caller.store_id}), not of store {store_id}")
+        return caller.store_id
     raise Forbidden(f"role {caller.role!r} may not manage POS terminals")
+
+
+def check_store_access(caller: Caller, store_id: int | None) -> None:
+    """Refuse (403) a caller who does not manage ``store_id``'s terminals."""
+    scope = managed_scope(caller)
+    if scope is not None and scope != store_id:
+        raise Forbidden(f"a store manager manages the terminals of their own store only "
+                        f"(store {scope}), not of store {store_id}")
+
+
+def list_scope(caller: Caller, store_id: int | None) -> int | None:
+    """The store a listing is limited to (``None``: all): the asked one if the caller manages it."""
+    if store_id is not None:
+        check_store_access(caller, store_id)
+        return store_id
+    return managed_scope(caller)
 
 
 def _name(value) -> str:
@@ -111,11 +129,12 @@ def get_device(session: Session, device_id, *, lock: bool = False) -> PosDevice:
     return device
 
 
-def _managed(session: Session, device_id, caller: Caller) -> PosDevice:
-    device = get_device(session, device_id, lock=True)
-    if caller.role != "admin" and caller.store_id != device.store_id:
+def managed_device(session: Session, device_id, caller: Caller, *, lock: bool = True) -> PosDevice:
+    """A terminal of a store ``caller`` manages (others' terminals are a 404)."""
+    device = get_device(session, device_id, lock=lock)
+    scope = managed_scope(caller)
+    if scope is not None and scope != device.store_id:
         raise NotFound(f"POS terminal {device_id!r} does not exist")  # other stores' terminals are not shown
-    check_store_access(caller, device.store_id)
     return device
 
 
@@ -126,7 +145,7 @@ def reregister(session: Session, device_id, caller: Caller) -> tuple[PosDevice, 
     a re-sent sale is still recognised as a duplicate. A revoked terminal
     cannot come back: register a new one.
     """
-    device = _managed(session, device_id, caller)
+    device = managed_device(session, device_id, caller)
     if device.status == "revoked":
         raise DeviceRefused(f"POS terminal {device.id} was revoked on {device.revoked_at.isoformat()}: "
                             "register a new terminal instead")
@@ -146,7 +165,7 @@ def revoke(session: Session, device_id, caller: Caller, reason) -> PosDevice:
         raise ValidationFailed.one("reason", "is required (why the terminal is revoked)")
     if len(reason) > 500:
         raise ValidationFailed.one("reason", "at most 500 characters")
-    device = _managed(session, device_id, caller)
+    device = managed_device(session, device_id, caller)
     if device.status == "revoked":
         return device
     device.status = "revoked"
@@ -162,9 +181,7 @@ def revoke(session: Session, device_id, caller: Caller, reason) -> PosDevice:
 def list_devices(session: Session, caller: Caller, *, store_id: int | None = None, after: int | None = None,
                  limit: int = 50) -> Page[PosDevice]:
     """Terminals by id; a store manager sees their own store's only."""
-    if caller.role != "admin":
-        check_store_access(caller, caller.store_id if store_id is None else store_id)
-        store_id = caller.store_id
+    store_id = list_scope(caller, store_id)
     stmt = select(PosDevice)
     if store_id is not None:
         stmt = stmt.where(PosDevice.store_id == store_id)
@@ -200,9 +217,6 @@ def authenticate(ctx, secret: str | None, database_id: str | None) -> PosDevice 
     """
     if not isinstance(secret, str) or not secret.startswith(SECRET_PREFIX) or len(secret) > 200:
         return None
-    if not isinstance(database_id, str) or not DATABASE_ID_RE.match(database_id):
-        raise ValidationFailed.one("X-POS-Database-Id", "the terminal must send its database id "
-                                   "(8 to 64 letters, digits, '-' or '_')")
     digest = secret_hash(secret)
     now = utcnow()
     refusal = None
@@ -212,6 +226,9 @@ def authenticate(ctx, secret: str | None, database_id: str | None) -> PosDevice 
             return None
         if device.status != "active":
             raise DeviceRefused(f"POS terminal {device.id} is revoked ({device.revoke_reason}): it may not sync")
+        if not isinstance(database_id, str) or not DATABASE_ID_RE.match(database_id):
+            raise ValidationFailed.one("X-POS-Database-Id", "the terminal must send its database id "
+                                       "(8 to 64 letters, digits, '-' or '_')")
         if device.database_id is None:  # first contact since registration: bind, unless a twin won the race
             session.execute(update(PosDevice).where(PosDevice.id == device.id, PosDevice.database_id.is_(None))
                             .values(database_id=database_id))

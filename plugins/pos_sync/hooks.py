@@ -15,3 +15,9 @@ def register_sales_channels():
 @hookimpl
 def capabilities():
     return ["pos_sync"]
+
+
+@hookimpl
+def register_routes():
+    from .api import routes
+    return routes()

@@ -12,21 +12,13 @@ from core.db import utcnow
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.listing import Page, keyset
 
-from .devices import check_store_access
+from .devices import list_scope, managed_scope
 from .models import PosDevice, PosSale, PosSaleFlag, PosStockDiscrepancy
 
 __all__ = ["list_discrepancies", "resolve_discrepancy", "serialize_discrepancy", "list_flags", "review_flag",
            "serialize_flag", "sync_status", "STATES"]
 
 STATES = ("open", "resolved", "all")
-
-
-def _scope(caller: Caller, store_id: int | None) -> int | None:
-    """The store a listing is limited to: any (or the asked one) for an admin, their own for a manager."""
-    if caller.role == "admin":
-        return store_id
-    check_store_access(caller, caller.store_id if store_id is None else store_id)
-    return caller.store_id
 
 
 def _state(value: str) -> str:
@@ -43,7 +35,7 @@ def list_discrepancies(session: Session, caller: Caller, *, store_id: int | None
                        before: int | None = None, limit: int = 50) -> Page[PosStockDiscrepancy]:
     """Stock discrepancies newest first (``state``: open, resolved or all)."""
     stmt = select(PosStockDiscrepancy)
-    scope = _scope(caller, store_id)
+    scope = list_scope(caller, store_id)
     if scope is not None:
         stmt = stmt.where(PosStockDiscrepancy.store_id == scope)
     if _state(state) == "open":
@@ -75,9 +67,9 @@ def resolve_discrepancy(session: Session, discrepancy_id, caller: Caller, note) 
     if isinstance(discrepancy_id, int) and not isinstance(discrepancy_id, bool):
         row = session.scalars(select(PosStockDiscrepancy).where(PosStockDiscrepancy.id == discrepancy_id)
                               .with_for_update()).one_or_none()
-    if row is None or (caller.role != "admin" and row.store_id != caller.store_id):
+    scope = managed_scope(caller)
+    if row is None or scope is not None and row.store_id != scope:
         raise NotFound(f"stock discrepancy {discrepancy_id!r} does not exist")
-    check_store_access(caller, row.store_id)
     if row.resolved_at is not None:
         raise Conflict(f"stock discrepancy {row.id} was already resolved by {row.resolved_by}")
     row.resolved_at, row.resolved_by, row.note = utcnow(), caller.actor, note
@@ -90,7 +82,7 @@ def list_flags(session: Session, caller: Caller, *, store_id: int | None = None,
                kind: str | None = None, before: int | None = None, limit: int = 50) -> Page[PosSaleFlag]:
     """Flagged uploads newest first (``state``: open = not yet reviewed)."""
     stmt = select(PosSaleFlag)
-    scope = _scope(caller, store_id)
+    scope = list_scope(caller, store_id)
     if scope is not None:
         stmt = stmt.where(PosSaleFlag.store_id == scope)
     if _state(state) == "open":
@@ -113,9 +105,9 @@ def review_flag(session: Session, flag_id, caller: Caller, note) -> PosSaleFlag:
     row = None
     if isinstance(flag_id, int) and not isinstance(flag_id, bool):
         row = session.scalars(select(PosSaleFlag).where(PosSaleFlag.id == flag_id).with_for_update()).one_or_none()
-    if row is None or (caller.role != "admin" and row.store_id != caller.store_id):
+    scope = managed_scope(caller)
+    if row is None or scope is not None and row.store_id != scope:
         raise NotFound(f"flag {flag_id!r} does not exist")
-    check_store_access(caller, row.store_id)
     if row.reviewed_at is not None:
         raise Conflict(f"flag {row.id} was already reviewed by {row.reviewed_by}")
     row.reviewed_at, row.reviewed_by = utcnow(), caller.actor
@@ -128,7 +120,7 @@ def sync_status(session: Session, caller: Caller, *, store_id: int | None = None
                 now: dt.datetime | None = None) -> list[dict]:
     """Per terminal: last contact, queued/accepted/rejected counts, sequence gaps, lag, open reviews."""
     now = now or utcnow()
-    scope = _scope(caller, store_id)
+    scope = list_scope(caller, store_id)
     stmt = select(PosDevice).order_by(PosDevice.id)
     if scope is not None:
         stmt = stmt.where(PosDevice.store_id == scope)
