@@ -83,3 +83,9 @@ def order_status_changed(session, order, old_status, new_status, caller):
 def register_commands(cli):
     from .cli import loyalty
     cli.add_command(loyalty)
+
+
+@hookimpl
+def register_routes():
+    from .api import routes
+    return routes()

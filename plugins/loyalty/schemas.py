@@ -12,3 +12,4 @@ RedeemPoints = Annotated[int | None, Field(
     ge=0, le=1_000_000_000,
     description="loyalty: points to redeem on this order; they are held when it is placed, spent when it is "
                 "paid, released if it is cancelled (not on offline POS sales)")]
+
