@@ -81,9 +81,29 @@ def downgrade_plugin(ctx, name: str) -> None:
         raise PluginError(f"plugin {name!r} is enabled: disable it before purging its data")
     with _connection(ctx.engine) as conn:
         cfg = alembic_config(ctx.registry, conn)
-        if name in current_branches(ctx, conn):
+        applied = current_branches(ctx, conn)
+        # Alembic would silently take the branches that depend on this one down with it:
+        # refuse while a (disabled) dependant still has its tables.
+        holding = [n for n in _dependants(ctx.registry, name) if n in applied]
+        if holding:
+            raise PluginError(f"cannot purge {name!r}: the tables of plugin(s) {', '.join(holding)} depend on it; "
+                              "purge those first")
+        if name in applied:
             command.downgrade(cfg, f"{name}@base")
         conn.commit()
+
+
+def _dependants(registry, name: str) -> list[str]:
+    """Installed plugins that depend on ``name``, directly or through others."""
+    found: list[str] = []
+    frontier = [name]
+    while frontier:
+        current = frontier.pop()
+        for other, info in sorted(registry.available.items()):
+            if current in info.manifest.depends and other not in found:
+                found.append(other)
+                frontier.append(other)
+    return found
 
 
 def current_heads(conn) -> set[str]:
