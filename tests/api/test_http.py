@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import socket
@@ -41,8 +42,9 @@ def served(make_ctx, tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PHARMO2O_")}
     code = f"from core.api.server import serve; serve({str(config)!r}, '127.0.0.1:{port}', 2)"
+    log = (tmp_path / "gunicorn.log").open("wb")  # a file, not a pipe: a full pipe would block the workers
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -53,7 +55,7 @@ def served(make_ctx, tmp_path):
             except requests.ConnectionError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"gunicorn did not come up:\n{proc.stdout.read().decode(errors='replace')}")
+                raise AssertionError(f"gunicorn did not come up:\n{(tmp_path / 'gunicorn.log').read_text(errors='replace')}")
             time.sleep(0.2)
         yield base
     finally:
@@ -63,10 +65,10 @@ def served(make_ctx, tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    proc.stdout.close()
+        log.close()
 
 
-def test_smoke_over_http(served):
+def test_smoke_over_http(served, tmp_path):
     http = requests.Session()
     r = http.get(f"{served}/api/v1/health")
     assert r.json()["database"]["ok"] is True and r.headers["X-Request-Id"]
@@ -95,6 +97,13 @@ def test_smoke_over_http(served):
     r = http.post(f"{served}/api/v1/auth/logout")
     assert r.status_code == 204
     assert http.get(f"{served}/api/v1/stores").status_code == 401
+    # the workers log one JSON line per request, with its request id and without the token
+    token = http.headers["Authorization"].split()[1]
+    log = (tmp_path / "gunicorn.log").read_text(errors="replace")
+    access = [json.loads(line) for line in log.splitlines()
+              if line.startswith("{") and '"pharmo2o.api.access"' in line]
+    assert any(a["path"] == "/api/v1/orders" and a["status"] == 201 and a["request_id"] for a in access), log[-2000:]
+    assert token not in log and "boss-password" not in log
 
 
 def test_gunicorn_conf_loads_the_app(make_ctx, tmp_path):
