@@ -133,3 +133,25 @@ def test_without_the_plugin_there_are_no_member_routes_or_order_field(make_api):
     assert "redeem_points" not in doc["components"]["schemas"]["OrderCreate"]["properties"]
     r = api.post("/api/v1/orders", role="clerk", json=order_body(api, [(1, 1)], redeem_points=1))
     assert r.status_code == 422 and fields(r)["redeem_points"] == "unknown field"
+
+
+def test_concurrent_order_requests_redeeming_one_balance_never_overdraw(make_api, db_backend):
+    from .helpers import run_threads
+    api = loyalty_api(make_api)
+    credit(api, 1000)
+    n = 10
+    pids = [api.pid]  # one product each: a shared product's stock lock would serialize the requests anyway
+    for _ in range(n - 1):
+        p = product(api, price_fen=1000)
+        receive(api, api.store_id, p["id"], 10)
+        pids.append(p["id"])
+
+    def order(i):
+        return api.post("/api/v1/orders", role="customer", json=order_body(
+            api, [(pids[i], 5)], channel="web", customer_id=None, redeem_points=300)).status_code
+
+    statuses, errors = run_threads(n, order)
+    assert errors == []
+    assert sorted(statuses) == [201] * 3 + [422] * (n - 3), (db_backend, statuses)
+    view = member(api).json
+    assert (view["available"], view["held"]) == (100, 900)

@@ -10,7 +10,7 @@ from plugins.loyalty import services
 from plugins.loyalty.models import PointsLot
 from plugins.loyalty.settings import settings_of
 
-from .helpers import (CLERK, balances, credit, entries, lots, loyalty_ctx, run_threads, seed, wide_context)
+from .helpers import (CLERK, add_product, balances, credit, entries, lots, loyalty_ctx, run_threads, seed, wide_context)
 
 
 def expiries(ctx, cid):
@@ -56,12 +56,13 @@ def test_two_expiry_runs_at_once_expire_once(make_ctx):
 
 def test_expiry_racing_redemptions_never_overdraws(make_ctx, db_backend):
     ctx = loyalty_ctx(make_ctx)
-    sid, pid, cid = seed(ctx, price=100_000, qty=100)
+    sid, pid, cid = seed(ctx, price=100_000, qty=10)
     now = utcnow()
     credit(ctx, cid, 500, now=now - dt.timedelta(days=200))  # will expire
     credit(ctx, cid, 300, now=now)  # will not
     soon = expiries(ctx, cid)[0]
     n = 8
+    pids = [pid] + [add_product(ctx, sid, price=100_000, qty=10) for _ in range(n - 1)]  # no shared stock lock
     wide = wide_context(ctx, n + 1)
     settings = settings_of(ctx.config)
 
@@ -70,7 +71,7 @@ def test_expiry_racing_redemptions_never_overdraws(make_ctx, db_backend):
             return ("expire", services.run_expire(wide, settings, soon)["points"])
         with wide.transaction() as s:
             orders.create_order(wide, s, store_id=sid, customer_id=cid, channel="store", fulfilment="pickup",
-                                lines=[{"product_id": pid, "quantity": 1}], caller=CLERK,
+                                lines=[{"product_id": pids[i], "quantity": 1}], caller=CLERK,
                                 extra={"redeem_points": 200})
         return ("held", 200)
 

@@ -69,3 +69,19 @@ def test_commands_vest_expire_tiers_verify(initialised):
     bad = run("loyalty", "expire", "--now", "2027-01-01T00:00:00")
     assert bad.exit_code == 2 and "time zone" in bad.stderr
     assert balances(ctx, cid) == (0, 0, 0)
+
+
+def test_offline_pos_sales_uploaded_through_pos_sync_earn_once(make_ctx):
+    from tests.plugins.pos_sync import helpers as pos
+    ctx = pos.pos_ctx(make_ctx, enabled=("pos_sync", "loyalty"), settings={"loyalty.return_window_days": 7})
+    sh = pos.shop(ctx, products=1, price=1000)
+    pos.version(ctx)
+    pid = sh.product_ids[0]
+    sold = pos.sale([(pid, 5, 1000)], customer_id=sh.customer_id,
+                    payments=[{"method": "medical_insurance", "amount_fen": 2000}, {"method": "cash", "amount_fen": 3000}])
+    for _ in range(3):  # lost responses: the terminal uploads the same sale again
+        result = pos.upload(ctx, sh, [sold])
+    assert balances(ctx, sh.customer_id) == (0, 30, 0), result  # 50 yuan, 20 by insurance
+    refused = pos.upload(ctx, sh, [pos.sale([(pid, 1, 1000)], customer_id=sh.customer_id, redeem_points=10)])
+    assert "redeem" in str(refused)
+    assert balances(ctx, sh.customer_id) == (0, 30, 0)

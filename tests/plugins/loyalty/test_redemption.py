@@ -151,15 +151,17 @@ def test_replaying_the_placement_hooks_holds_once(make_ctx):
 
 def test_racing_redemptions_never_overdraw(make_ctx, db_backend):
     ctx = loyalty_ctx(make_ctx)
-    sid, pid, cid = seed(ctx, price=1000, qty=1000)
+    sid, pid, cid = seed(ctx, price=1000, qty=10)
     credit(ctx, cid, 1000)
     n = 16
+    # one product each: the stock locks of a shared product would serialize the orders before the points do
+    pids = [pid] + [add_product(ctx, sid, price=1000, qty=10) for _ in range(n - 1)]
     wide = wide_context(ctx, n)
 
     def redeem(i):
         with wide.transaction() as s:
             order, _ = orders.create_order(wide, s, store_id=sid, customer_id=cid, channel="store",
-                                           fulfilment="pickup", lines=[{"product_id": pid, "quantity": 1}],
+                                           fulfilment="pickup", lines=[{"product_id": pids[i], "quantity": 1}],
                                            caller=CLERK, extra={"redeem_points": 300})
             return order.id
 
