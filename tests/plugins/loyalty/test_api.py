@@ -1,4 +1,6 @@
 """The loyalty API, through the app as a client sees it."""
+import re
+
 from openapi_spec_validator import validate
 
 from tests.api.helpers import fields, order_body, product, receive
@@ -155,3 +157,33 @@ def test_concurrent_order_requests_redeeming_one_balance_never_overdraw(make_api
     assert sorted(statuses) == [201] * 3 + [422] * (n - 3), (db_backend, statuses)
     view = member(api).json
     assert (view["available"], view["held"]) == (100, 900)
+
+
+STAFF = {"admin", "store_manager", "pharmacist", "clerk"}
+POLICY = {  # reviewed: who may call what
+    "loyalty.members.get": STAFF | {"customer"}, "loyalty.members.join": STAFF | {"customer"},
+    "loyalty.ledger.list": STAFF | {"customer"}, "loyalty.adjustments.create": {"admin"},
+    "loyalty.rewards.list": STAFF | {"customer"}, "loyalty.rewards.get": STAFF | {"customer"},
+    "loyalty.rewards.create": {"admin"}, "loyalty.rewards.update": {"admin"},
+    "loyalty.staff_links.list": {"admin"}, "loyalty.staff_links.create": {"admin"},
+    "loyalty.staff_links.delete": {"admin"},
+}
+
+
+def test_every_loyalty_operation_admits_exactly_its_reviewed_roles(make_api):
+    api = loyalty_api(make_api)
+    declared = {r.operation.id: set(api.app.api.roles_of(r.operation)) for r in api.app.api.routes
+                if r.owner == "loyalty"}
+    assert declared == POLICY
+    for route in api.app.api.routes:
+        if route.owner != "loyalty":
+            continue
+        path = re.sub(r"\{(\w+)(?::[^}]*)?\}", lambda m: str(api.customer_id if m.group(1) == "customer_id" else 1),
+                      route.template)
+        assert api.request(route.method, path, role=None).status_code == 401, path
+        for role in ("admin", "store_manager", "pharmacist", "clerk", "customer"):
+            status = api.request(route.method, path, role=role, json={}).status_code
+            if role in POLICY[route.operation.id]:
+                assert status != 403, (route.method, path, role, status)
+            else:
+                assert status == 403, (route.method, path, role, status)
