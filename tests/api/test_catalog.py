@@ -147,3 +147,10 @@ def test_product_writes_are_audited(api):
     r = api.get("/api/v1/audit", params={"entity": "product", "entity_id": str(p["id"])})
     assert [e["action"] for e in r.json["items"]] == ["product.update", "product.create"]
     assert r.json["items"][0]["after"] == {"price_fen": 999}
+
+
+def test_times_are_iso_8601_utc_in_one_style(api):
+    s = store(api)
+    p = product(api)
+    for stamp in (s["created_at"], s["updated_at"], p["updated_at"]):
+        assert stamp.endswith("+00:00"), stamp

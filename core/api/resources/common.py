@@ -1,6 +1,7 @@
 """Small helpers shared by the core's resources."""
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from pydantic import BaseModel
@@ -8,7 +9,7 @@ from pydantic import BaseModel
 from ...errors import NotFound
 from ...stock import sellable, today_utc
 
-__all__ = ["V1", "ID", "get_or_404", "dump", "lot_out"]
+__all__ = ["V1", "ID", "get_or_404", "dump", "jsonable", "lot_out"]
 
 V1 = "/api/v1"
 #: a path id: a positive 64-bit integer (anything else does not match the route: 404)
@@ -22,9 +23,20 @@ def get_or_404(session, model, row_id: int, what: str):
     return row
 
 
+def jsonable(value: Any) -> Any:
+    """``value`` with dates and times as ISO-8601 strings (``+00:00``, as the services write them)."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    return value
+
+
 def dump(schema: type[BaseModel], obj: Any) -> dict:
     """An ORM row as ``schema`` shows it, ready for JSON."""
-    return schema.model_validate(obj, from_attributes=True).model_dump(mode="json")
+    return jsonable(schema.model_validate(obj, from_attributes=True).model_dump())
 
 
 def lot_out(lot, today=None) -> dict:
