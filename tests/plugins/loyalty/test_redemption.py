@@ -173,3 +173,20 @@ def test_racing_redemptions_never_overdraw(make_ctx, db_backend):
     assert len(errors) == n - 3 and all(isinstance(e, ValidationFailed) for e in errors), errors[:3]
     assert balances(ctx, cid) == (100, 0, 900)
     assert order_count(ctx) == 3
+
+
+def test_points_stay_held_while_an_order_waits_for_review(make_ctx):
+    from tests.core.factories import make_plugin
+    review = make_plugin("test_review", order_hold=lambda session, order, extra, caller: "pharmacist review")
+    ctx = loyalty_ctx(make_ctx, extra=[review])
+    sid, pid, cid = seed(ctx)
+    credit(ctx, cid, 100)
+    held = place(ctx, sid, cid, [(pid, 1)], redeem=60, channel="store")
+    rejected = place(ctx, sid, cid, [(pid, 1)], redeem=40, channel="store")
+    assert balances(ctx, cid) == (0, 0, 100)
+    with ctx.transaction() as s:
+        assert s.get(Order, held).status == "awaiting_review"
+        orders.approve_hold(ctx, s, held, CLERK, "prescription ok")
+    cancel(ctx, rejected)
+    pay(ctx, held)
+    assert balances(ctx, cid) == (40, 9, 0)  # 60 spent, 40 released; 9.40 yuan paid -> 9 points pending
