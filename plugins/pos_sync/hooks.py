@@ -21,3 +21,9 @@ def capabilities():
 def register_routes():
     from .api import routes
     return routes()
+
+
+@hookimpl
+def register_commands(cli):
+    from .terminal import terminal_cli
+    cli.add_command(terminal_cli)
