@@ -14,7 +14,16 @@ from .config import Config, load_config
 from .db import make_engine, make_sessionmaker
 from .plugins import PluginRegistry, load_registry
 
-__all__ = ["Context"]
+__all__ = ["Context", "context_of"]
+
+
+def context_of(session: Session) -> "Context":
+    """The Context a session belongs to: how hooks that receive only a session reach
+    the configuration and the plugin registry (``context_of(session).registry``)."""
+    ctx = session.info.get("ctx")
+    if ctx is None:
+        raise RuntimeError("this session was not made by a pharmo2o Context")
+    return ctx
 
 
 @dataclass
@@ -23,6 +32,9 @@ class Context:
     engine: Engine
     sessions: sessionmaker[Session]
     registry: PluginRegistry
+
+    def __post_init__(self) -> None:
+        self.sessions.configure(info={"ctx": self})
 
     @classmethod
     def create(cls, config: Config | None = None, *, extra_plugins: Iterable[ModuleType] = (),

@@ -7,7 +7,9 @@ how the answers of several plugins are combined. Plugins implement hooks with
 
 Conventions used below:
 
-* ``session`` is the SQLAlchemy session of the transaction the hook runs in.
+* ``session`` is the SQLAlchemy session of the transaction the hook runs in;
+  ``core.context.context_of(session)`` gives the Context (configuration,
+  plugin registry) that made it.
   Raising any exception from a hook that runs inside a transaction rolls the
   whole transaction back; raising :class:`core.errors.DomainError` (or a
   subclass) turns into a clear 4xx error for the caller.

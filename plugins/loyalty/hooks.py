@@ -18,7 +18,7 @@ from core.orders import channels
 from . import services
 from .earning import DISCOUNT_CODE
 from .schemas import RedeemPoints
-from .settings import registry_for, remember_registry, settings_of
+from .settings import registry_for, settings_of
 
 
 def _context(session):
@@ -34,7 +34,6 @@ def _online(registry, channel: str) -> bool:
 @hookimpl
 def startup(registry):
     settings_of(registry.config)  # a bad [loyalty] section fails at start, naming the key
-    remember_registry(registry)
 
 
 @hookimpl

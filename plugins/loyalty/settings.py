@@ -5,15 +5,13 @@ Every key is optional; see the plugin's README for what each one means.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import zoneinfo
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy.engine import make_url
 
-__all__ = ["Settings", "Tier", "settings_of", "remember_registry", "registry_for", "SettingsError"]
+__all__ = ["Settings", "Tier", "settings_of", "registry_for", "SettingsError"]
 
 
 class SettingsError(ValueError):
@@ -185,28 +183,7 @@ def settings_of(config) -> Settings:
     return found
 
 
-# Hooks that run inside a transaction receive the session but not the Context:
-# the registry of the database a session is bound to is remembered at startup.
-_registries: dict[str, Any] = {}
-_lock = threading.Lock()
-
-
-def _db_key(url) -> str:
-    u = make_url(str(url).replace("postgresql://", "postgresql+psycopg://", 1) if str(url).startswith("postgresql://")
-                 else str(url))
-    return u.set(drivername=u.get_backend_name()).render_as_string(hide_password=True)
-
-
-def remember_registry(registry) -> None:
-    with _lock:
-        _registries[_db_key(registry.config.database_url)] = registry
-
-
 def registry_for(session):
-    """The plugin registry serving the database ``session`` is bound to."""
-    key = _db_key(session.get_bind().url)
-    with _lock:
-        registry = _registries.get(key)
-    if registry is None:
-        raise RuntimeError(f"the loyalty plugin was not started for database {key}")
-    return registry
+    """The plugin registry serving ``session`` (through the Context that made it)."""
+    from core.context import context_of
+    return context_of(session).registry
