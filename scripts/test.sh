@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
 
-bash scripts/services.sh
+bash scripts/system-deps.sh   # chromium for the browser tests, installed with apt-get when missing
+bash scripts/services.sh      # PostgreSQL (required) and Redis on 127.0.0.1
 
 status=0
 for backend in sqlite postgresql; do

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# System packages the test suite needs: Debian's chromium (driven by the PyPI
+# playwright package through executable_path; no browser download ever).
+# Installs with apt-get only when something is missing.
+set -euo pipefail
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v pg_isready >/dev/null 2>&1 || need+=(postgresql-client)
+fc-list 2>/dev/null | grep -qi 'noto.*cjk\|wqy' || need+=(fonts-noto-cjk)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: missing system packages: ${need[*]} (run as root or install them with apt-get)" >&2
+    exit 1
+  fi
+  echo "installing system packages: ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
