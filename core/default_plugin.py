@@ -148,6 +148,12 @@ class DefaultPlugin:
         return problems or None
 
     @hookimpl
+    def register_console_pages(self):
+        """The console's own pages: dashboard, order queue, stock, catalogue, chain admin."""
+        from .console.pages import CORE_PAGES
+        return [dict(page) for page in CORE_PAGES]
+
+    @hookimpl
     def notification_senders(self):
         def log_sender(payload):
             log.info("notification: %s", payload)

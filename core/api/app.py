@@ -203,4 +203,6 @@ def create_app(ctx, *, validate_responses: bool = False) -> ApiApp:
 
     for template, resource, suffix in state.registrations:
         app.add_route(template, resource, **({"suffix": suffix} if suffix else {}))
+    from ..console import mount as mount_console  # the staff console's files (not API operations)
+    mount_console(app, ctx)
     return app

@@ -35,6 +35,7 @@ POLICY: dict[str, set[str] | None] = {
     "orders.create": ALL, "orders.list": ALL, "orders.get": ALL, "orders.cancel": ALL,
     "orders.pay": STAFF, "orders.fulfil": STAFF, "orders.complete": STAFF, "orders.refund": MANAGERS,
     "audit.list": ADMIN,
+    "console.pages": STAFF, "meta.channels": STAFF,
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from .auth import Logout, Me, Token
 from .audit import Audit
 from .common import ID, V1
+from .console import Channels, ConsolePages
 from .meta import Docs, Health, OpenApi, Plugins
 from .orders import OrderCancel, OrderComplete, OrderFulfil, OrderItem, OrderPay, OrderRefund, Orders
 from .people import CustomerItem, Customers, StoreItem, Stores, UserItem, Users
@@ -47,4 +48,6 @@ def core_routes() -> list[tuple[str, object, str | None]]:
         (f"{order}/complete", OrderComplete(), None),
         (f"{order}/refund", OrderRefund(), None),
         (f"{V1}/audit", Audit(), None),
+        (f"{V1}/console/pages", ConsolePages(), None),
+        (f"{V1}/channels", Channels(), None),
     ]
