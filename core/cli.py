@@ -83,7 +83,6 @@ class State:
         self._registry = None
         self._context = None
         self._plugin_commands: dict[str, click.Command] | None = None
-        self._opened: list = []
 
     def config(self) -> Config:
         if self._config is None:
@@ -113,13 +112,6 @@ class State:
             _require_initialised(self._context)
         return self._context
 
-    def open_context(self, enabled: list[str]):
-        """A separate Context for another plugin set (plugins enable); closed with the run."""
-        from .context import Context
-        ctx = Context.create(self.config(), extra_plugins=self.extra_plugins, enabled=enabled)
-        self._opened.append(ctx)
-        return ctx
-
     def plugin_commands(self, builtin: Iterable[str]) -> dict[str, click.Command]:
         """Commands the enabled plugins add; a load failure is remembered, not raised."""
         if self._plugin_commands is None:
@@ -138,10 +130,9 @@ class State:
         return self._plugin_commands
 
     def close(self) -> None:
-        for ctx in self._opened + ([self._context] if self._context is not None else []):
-            ctx.dispose()
-        self._opened.clear()
-        self._context = None
+        if self._context is not None:
+            self._context.dispose()
+            self._context = None
 
 
 pass_state = click.make_pass_decorator(State, ensure=True)
@@ -298,12 +289,6 @@ def plugins() -> None:
     """List, enable, disable and purge plugins."""
 
 
-def _refuse_env_plugins(config: Config) -> None:
-    if config.env_plugins is not None:
-        raise CliError("PHARMO2O_PLUGINS is set, so the enabled plugins come from the environment, not from "
-                       f"{config.path}: change that variable instead")
-
-
 def _rows_without_registry(state: State) -> tuple[list[dict], str | None]:
     """What `plugins list` can still say when the configured set does not load."""
     from . import licensing
@@ -357,23 +342,6 @@ def plugins_list(state: State, as_json: bool) -> None:
         raise CliError(f"the configured plugins do not load: {problem}")
 
 
-def _with_dependencies(names: Iterable[str], available: dict) -> list[str]:
-    out: list[str] = []
-
-    def add(name: str, wanted_by: str | None) -> None:
-        if name in out:
-            return
-        if name not in available:
-            raise PluginError(f"plugin {wanted_by!r} depends on {name!r}, which is not installed")
-        out.append(name)
-        for dep in available[name].manifest.depends:
-            add(dep, name)
-
-    for n in names:
-        add(n, None)
-    return out
-
-
 def _audit(ctx, action: str, name: str, before: list[str], after: list[str], detail: str = "") -> None:
     from . import audit
     with ctx.transaction() as session:
@@ -390,57 +358,18 @@ def plugins_enable(state: State, names: tuple[str, ...]) -> None:
     Refused for a plugin that is not installed, or one the configured license
     does not name, or when the license has expired.
     """
-    from . import audit, licensing, migrations
-    from .plugins import discover, topological_order
-    config = state.config()
-    _refuse_env_plugins(config)
-    available = discover(state.extra_plugins)
-    unknown = [n for n in names if n not in available]
-    if unknown:
-        raise CliError(f"unknown plugin(s) {', '.join(map(repr, unknown))}; "
-                       f"installed: {', '.join(sorted(available)) or 'none'}")
-    current = config.enabled_plugins
-    stale = [n for n in current if n not in available]
-    if stale:
-        raise CliError(f"the configuration enables {', '.join(map(repr, stale))}, which is not installed: "
-                       f"install it or run `pharmo2o plugins disable {' '.join(stale)}` first")
-    wanted = _with_dependencies(list(current) + list(names), available)
-    order = topological_order({n: available[n].manifest for n in wanted})
-    new = [n for n in order if n not in current]
-    if not new:
-        click.echo(f"already enabled: {', '.join(names)}")
-        return
-    lic, lic_state, _ = licensing.from_config(config)
-    if lic is not None:
-        if lic_state == "expired":
-            raise LicenseError(
-                f"the license of {lic.chain!r} expired on {lic.expires.isoformat()}: no further plugin can be "
-                "enabled (the enabled ones keep running and all data stays available); renew the license")
-        refused = [n for n in new if n not in lic.modules]
-        if refused:
-            raise LicenseError(
-                f"the license of {lic.chain!r} does not include {', '.join(map(repr, refused))}; "
-                f"licensed modules: {', '.join(sorted(lic.modules)) or 'none'}")
-    ctx = state.open_context(order)  # refuses a set that does not load, before anything changes
-    migrated = migrations.upgrade(ctx, new)
-    requested = set(names)
-    with ctx.transaction() as session:  # audit and configuration change together
-        for n in new:
-            why = "" if n in requested else "enabled as a dependency of " + ", ".join(
-                m for m in order if n in available[m].manifest.depends)
-            audit.record(session, CLI_ACTOR, "plugin.enable", "plugin", n, before={"enabled": sorted(current)},
-                         after={"enabled": sorted(order)}, detail=why)
-        config.set_enabled_plugins(order)
-    deps = [n for n in new if n not in requested]
-    asked = [n for n in new if n in requested]
-    if asked:
-        click.echo(f"enabled {', '.join(asked)}" + (f" (and {', '.join(deps)}, needed as a dependency)" if deps else ""))
-    else:
-        click.echo(f"enabled {', '.join(deps)}, needed as a dependency")
-    click.echo(f"migrated branches: {', '.join(migrated)}")
-    already = [n for n in names if n in current]
-    if already:
-        click.echo(f"already enabled: {', '.join(already)}")
+    from .plugin_admin import enable_plugins
+    result = enable_plugins(state.config(), names, CLI_ACTOR, extra_plugins=state.extra_plugins)
+    if result.enabled:
+        click.echo(f"enabled {', '.join(result.enabled)}"
+                   + (f" (and {', '.join(result.dependencies)}, needed as a dependency)" if result.dependencies
+                      else ""))
+    elif result.dependencies:
+        click.echo(f"enabled {', '.join(result.dependencies)}, needed as a dependency")
+    if result.migrated:
+        click.echo(f"migrated branches: {', '.join(result.migrated)}")
+    if result.already:
+        click.echo(f"already enabled: {', '.join(result.already)}")
 
 
 @plugins.command("disable")
@@ -452,44 +381,16 @@ def plugins_disable(state: State, names: tuple[str, ...]) -> None:
     Refused while another enabled plugin depends on one of them. Use
     `pharmo2o plugins purge NAME --yes` to delete a disabled plugin's data.
     """
-    from .db import make_engine, make_sessionmaker
-    from .plugins import discover
-    config = state.config()
-    _refuse_env_plugins(config)
-    available = discover(state.extra_plugins)
-    current = config.enabled_plugins
-    unknown = [n for n in names if n not in available and n not in current]
-    if unknown:
-        raise CliError(f"unknown plugin(s) {', '.join(map(repr, unknown))}; "
-                       f"installed: {', '.join(sorted(available)) or 'none'}")
-    targets = [n for n in names if n in current]
-    remaining = [n for n in current if n not in targets]
-    for name in targets:
-        dependants = [m for m in remaining if m in available and name in available[m].manifest.depends]
-        if dependants:
-            raise PluginError(f"cannot disable {name!r}: enabled plugin(s) {', '.join(dependants)} depend on it; "
-                              "disable them first (or in the same command)")
-    if not targets:
-        click.echo(f"not enabled: {', '.join(names)}")
-        return
-    engine = make_engine(config.database_url)
-    try:
-        from sqlalchemy import inspect
-
-        from . import audit
-        from .db import transaction
-        with transaction(make_sessionmaker(engine)) as session:
-            logged = inspect(session.connection()).has_table("audit_log")
-            for name in targets:
-                if logged:
-                    audit.record(session, CLI_ACTOR, "plugin.disable", "plugin", name,
-                                 before={"enabled": sorted(current)}, after={"enabled": sorted(remaining)},
-                                 detail="data kept")
-            config.set_enabled_plugins(remaining)
-    finally:
-        engine.dispose()
-    click.echo(f"disabled {', '.join(targets)} (data kept; `pharmo2o plugins purge NAME --yes` deletes it)")
-    if not logged:
+    from .plugin_admin import disable_plugins
+    result = disable_plugins(state.config(), names, CLI_ACTOR, extra_plugins=state.extra_plugins)
+    if result.disabled:
+        click.echo(f"disabled {', '.join(result.disabled)} "
+                   "(data kept; `pharmo2o plugins purge NAME --yes` deletes it)")
+    if result.not_enabled:
+        click.echo(f"not enabled: {', '.join(result.not_enabled)}")
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if result.disabled and not result.audited:
         click.echo("note: the database is not initialised, so no audit entry was written", err=True)
 
 
