@@ -256,3 +256,16 @@ def capabilities():
     ``"prescription_review"`` capability the core refuses Rx lines on online
     channels. The lists of all plugins are united.
     """
+
+
+@hookspec
+def register_jobs():
+    """Return periodic jobs: a list of :class:`core.jobs.Job` (``name``,
+    ``interval`` in seconds, ``run(ctx)`` returning a short summary).
+
+    Called when a job runner starts (``pharmo2o worker``, or the one
+    ``pharmo2o serve`` starts beside gunicorn). Every job must be safe to run
+    in several processes at once (they may run on several machines) and
+    idempotent. Lists are concatenated; a job name given twice is an error
+    naming both plugins. ``run`` is called outside any transaction.
+    """

@@ -221,7 +221,7 @@ def make_plugin_manager() -> pluggy.PluginManager:
 
 def load_registry(config: Config, extra: Iterable[ModuleType] = (), enabled: list[str] | None = None) -> PluginRegistry:
     """Load the enabled plugins of ``config`` (or the explicit ``enabled`` list)."""
-    from . import default_plugin, licensing
+    from . import default_plugin, jobs, licensing
 
     available = discover(extra)
     names = list(config.enabled_plugins if enabled is None else enabled)
@@ -241,6 +241,7 @@ def load_registry(config: Config, extra: Iterable[ModuleType] = (), enabled: lis
                 f"licensed modules: {', '.join(sorted(lic.modules)) or 'none'}")
     pm = make_plugin_manager()
     pm.register(default_plugin.DefaultPlugin(), name="core")
+    pm.register(jobs, name="core.jobs")
     for name in order:
         pm.register(available[name].hooks_module(), name=name)
     pm.check_pending()

@@ -83,7 +83,8 @@ def points_plugin():
                        register_routes=lambda: [("/api/v1/points/balance", Balance())])
 
 
-def test_plugin_order_fields_and_routes_show_in_the_document_and_work(make_api):
+def test_hook_register_routes(make_api):
+    """A plugin's routes and order fields show in the document and work."""
     api = make_api(extra_plugins=[points_plugin()])
     doc = api.get("/api/v1/openapi.json", role=None).json
     validate(doc)
