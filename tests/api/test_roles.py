@@ -27,7 +27,8 @@ POLICY: dict[str, set[str] | None] = {
     "auth.logout": ALL, "auth.me": ALL,
     "stores.list": ALL, "stores.get": ALL, "stores.create": ADMIN, "stores.update": MANAGERS,
     "products.list": ALL, "products.get": ALL,
-    "products.create": ADMIN, "products.update": ADMIN, "products.deactivate": ADMIN,
+    "products.create": MANAGERS, "products.update": MANAGERS, "products.deactivate": ADMIN,
+    "products.import": MANAGERS,
     "customers.list": STAFF, "customers.create": STAFF, "customers.get": ALL,
     "users.list": ADMIN, "users.create": ADMIN, "users.get": ADMIN, "users.update": ADMIN,
     "stock.list": STAFF, "stock.receive": STAFF, "stock.movements": STAFF,
@@ -35,6 +36,8 @@ POLICY: dict[str, set[str] | None] = {
     "orders.create": ALL, "orders.list": ALL, "orders.get": ALL, "orders.cancel": ALL,
     "orders.pay": STAFF, "orders.fulfil": STAFF, "orders.complete": STAFF, "orders.refund": MANAGERS,
     "audit.list": ADMIN,
+    "plugins.configuration": ADMIN, "plugins.enable": ADMIN, "plugins.disable": ADMIN,
+    "reports.sales": MANAGERS, "reports.near_expiry": MANAGERS, "reports.order_queue": MANAGERS,
     "console.pages": STAFF, "meta.channels": STAFF,
 }
 

@@ -5,10 +5,13 @@ from .auth import Logout, Me, Token
 from .audit import Audit
 from .common import ID, V1
 from .console import Channels, ConsolePages
+from .imports import ProductImport
 from .meta import Docs, Health, OpenApi, Plugins
 from .orders import OrderCancel, OrderComplete, OrderFulfil, OrderItem, OrderPay, OrderRefund, Orders
 from .people import CustomerItem, Customers, StoreItem, Stores, UserItem, Users
+from .plugin_admin import PluginConfiguration, PluginDisable, PluginEnable
 from .products import ProductDeactivate, ProductItem, Products
+from .reports import NearExpiryReport, OrderQueueReport, SalesReport
 from .stock import Adjustments, Movements, Receipts, Stock, Transfers
 
 __all__ = ["core_routes"]
@@ -48,6 +51,13 @@ def core_routes() -> list[tuple[str, object, str | None]]:
         (f"{order}/complete", OrderComplete(), None),
         (f"{order}/refund", OrderRefund(), None),
         (f"{V1}/audit", Audit(), None),
+        (f"{V1}/products/import", ProductImport(), None),
+        (f"{V1}/plugins/configuration", PluginConfiguration(), None),
+        (f"{V1}/plugins/enable", PluginEnable(), None),
+        (f"{V1}/plugins/disable", PluginDisable(), None),
+        (f"{V1}/reports/sales", SalesReport(), None),
+        (f"{V1}/reports/near-expiry", NearExpiryReport(), None),
+        (f"{V1}/reports/order-queue", OrderQueueReport(), None),
         (f"{V1}/console/pages", ConsolePages(), None),
         (f"{V1}/channels", Channels(), None),
     ]

@@ -56,8 +56,8 @@ class Products:
             break
         resp.media = page_body(items, next_position)
 
-    @operation("products.create", roles=("admin",), body=ProductCreate, response=ProductOut, status=201,
-               tags=("products",), summary="Create a product", errors=(422,))
+    @operation("products.create", roles=("admin", "store_manager"), body=ProductCreate, response=ProductOut,
+               status=201, tags=("products",), summary="Create a product", errors=(422,))
     def on_post(self, req, resp):
         registry = req.context.ctx.registry
         product = catalog.create_product(req.context.session, req.context.body.model_dump(exclude_unset=True),
@@ -78,8 +78,8 @@ class ProductItem:
             raise NotFound(f"product {product_id} does not exist")
         resp.media = catalog.serialize_product(registry, product, channel, caller)
 
-    @operation("products.update", roles=("admin",), body=ProductUpdate, response=ProductOut, tags=("products",),
-               summary="Update a product", errors=(404,))
+    @operation("products.update", roles=("admin", "store_manager"), body=ProductUpdate, response=ProductOut,
+               tags=("products",), summary="Update a product", errors=(404,))
     def on_patch(self, req, resp, product_id):
         product = catalog.update_product(req.context.session, product_id,
                                          req.context.body.model_dump(exclude_unset=True), req.context.caller)
