@@ -654,16 +654,52 @@ def orders_expire(state: State) -> None:
     click.echo(f"expired {total} unpaid order(s)")
 
 
-# ------------------------------------------------------------------------ serve
+# ------------------------------------------------------------------------ jobs, serve
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Run every job once and exit.")
+@pass_state
+def worker(state: State, once: bool) -> None:
+    """Run the periodic jobs (outbox delivery, unpaid-order expiry, plugins' jobs) until stopped."""
+    from .jobs import jobs_of, run_due, run_forever
+    ctx = state.context()
+    if once:
+        for name, result in run_due(ctx, jobs_of(ctx.registry), {}).items():
+            click.echo(f"{name}: {'failed: ' + str(result) if isinstance(result, Exception) else result or 'nothing to do'}")
+        return
+    try:
+        run_forever(ctx)
+    except KeyboardInterrupt:
+        click.echo("stopped")
+
 
 @cli.command()
 @click.option("--bind", default="127.0.0.1:8000", show_default=True, metavar="HOST:PORT", help="Address to listen on.")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="gunicorn worker processes.")
+@click.option("--jobs/--no-jobs", default=True, show_default=True,
+              help="Also run the periodic jobs (`pharmo2o worker`) in a child process.")
 @pass_state
-def serve(state: State, bind: str, workers: int) -> None:
-    """Serve the REST API with gunicorn."""
+def serve(state: State, bind: str, workers: int, jobs: bool) -> None:
+    """Serve the REST API with gunicorn (and, by default, the periodic jobs beside it)."""
+    import subprocess
+    import sys
     from .api.server import serve as run_server
-    run_server(state.config_path, bind, workers)
+    state.context()  # refuse an uninitialised database before starting anything
+    runner = None
+    if jobs:
+        args = [sys.executable, "-m", "core.cli"]
+        if state.config_path:
+            args += ["--config", str(state.config_path)]
+        runner = subprocess.Popen(args + ["worker"])
+    try:
+        run_server(state.config_path, bind, workers)
+    finally:
+        if runner is not None:
+            runner.terminate()
+            try:
+                runner.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                runner.kill()
 
 
 def main(argv: list[str] | None = None):

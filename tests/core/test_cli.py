@@ -486,15 +486,44 @@ def test_orders_expire_cancels_overdue_unpaid_orders(initialised):
         assert sum(lot.reserved for lot in stock.on_hand(s, store.id)) == 0
 
 
-def test_serve_hands_over_to_the_api_server(run, monkeypatch):
+def test_serve_hands_over_to_the_api_server(initialised, monkeypatch):
     calls = []
     fake = types.ModuleType("core.api.server")
     fake.serve = lambda config_path, bind, workers: calls.append((config_path, bind, workers))
     monkeypatch.setitem(sys.modules, "core.api.server", fake)
-    run.ok("serve")
-    run.ok("serve", "--bind", "0.0.0.0:9000", "--workers", "4")
-    assert calls == [(str(run.config), "127.0.0.1:8000", 2), (str(run.config), "0.0.0.0:9000", 4)]
-    assert run("serve", "--workers", "0").exit_code == 2
+    initialised.ok("serve", "--no-jobs")
+    initialised.ok("serve", "--bind", "0.0.0.0:9000", "--workers", "4", "--no-jobs")
+    assert calls == [(str(initialised.config), "127.0.0.1:8000", 2), (str(initialised.config), "0.0.0.0:9000", 4)]
+    assert initialised("serve", "--workers", "0").exit_code == 2
+
+
+def test_serve_runs_the_job_runner_beside_gunicorn_and_stops_it(initialised, monkeypatch):
+    import subprocess
+    started = []
+    real_popen = subprocess.Popen
+
+    def spy(args, *a, **kw):
+        proc = real_popen(args, *a, **kw)
+        started.append((args, proc))
+        return proc
+    monkeypatch.setattr(subprocess, "Popen", spy)
+    fake = types.ModuleType("core.api.server")
+    fake.serve = lambda config_path, bind, workers: None
+    monkeypatch.setitem(sys.modules, "core.api.server", fake)
+    initialised.ok("serve")
+    [(args, proc)] = started
+    assert args[-3:] == ["--config", str(initialised.config), "worker"]
+    assert proc.poll() is not None  # stopped when the server returned
+
+
+def test_worker_once_runs_every_job(initialised):
+    ctx = initialised.context()
+    with ctx.transaction() as s:
+        msg_id = outbox.enqueue(s, "log", {"text": "到店取药"}).id
+    out = initialised.ok("worker", "--once").stdout
+    assert "outbox.dispatch: sent 1, failed 0, dead 0" in out and "orders.expire_unpaid: nothing to do" in out
+    with ctx.session() as s:
+        assert s.get(OutboxMessage, msg_id).status == "sent"
 
 
 def test_global_config_option_and_environment(initialised, monkeypatch, tmp_path):
