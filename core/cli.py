@@ -661,7 +661,10 @@ def orders_expire(state: State) -> None:
 @pass_state
 def worker(state: State, once: bool) -> None:
     """Run the periodic jobs (outbox delivery, unpaid-order expiry, plugins' jobs) until stopped."""
+    import logging
     from .jobs import jobs_of, run_due, run_forever
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx = state.context()
     if once:
         for name, result in run_due(ctx, jobs_of(ctx.registry), {}).items():
