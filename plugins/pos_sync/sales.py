@@ -11,7 +11,10 @@ in ``pos_sales``, plus a SHA-256 of its normalised content):
 * known id, same content, rejected before -> checked again (a sale that was
   refused because, say, its prescription was not yet approved may pass now);
 * known id, other content -> ``rejected`` and flagged for review; the stored
-  sale is never overwritten.
+  sale is never overwritten;
+* not reached -> ``deferred``: a batch stops taking new chunks once it has
+  run ``[pos_sync] batch_time_budget_seconds`` (default 20 s, under the
+  worker timeout) and answers the rest ``deferred``, to be sent again.
 
 Transactions: a batch is cut into chunks of ``[pos_sync] commit_every`` sales
 (default 25), each chunk one transaction that first locks the terminal's row,
@@ -46,7 +49,7 @@ from .models import PosDevice, PosSale, PosSaleFlag, PosStockDiscrepancy
 from .rules import CHANNEL, RX_WITHOUT_PRESCRIPTION, RX_WITHOUT_REVIEW, has_prescription_review
 
 __all__ = ["upload", "parse_sale", "content_hash", "InvalidSale", "MAX_BATCH", "PAYMENT_METHODS",
-           "DEFAULT_DRIFT_SECONDS", "DEFAULT_COMMIT_EVERY"]
+           "DEFAULT_DRIFT_SECONDS", "DEFAULT_COMMIT_EVERY", "DEFAULT_TIME_BUDGET"]
 
 MAX_BATCH = 500
 MAX_LINES = 100
@@ -54,6 +57,7 @@ MAX_QUANTITY = 10_000
 PAYMENT_METHODS = ("cash", "card", "wechat", "alipay", "medical_insurance")
 DEFAULT_DRIFT_SECONDS = 300
 DEFAULT_COMMIT_EVERY = 25
+DEFAULT_TIME_BUDGET = 20.0  # seconds; under gunicorn's 30 s worker timeout
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _SALE_FIELDS = {"client_sale_id", "device_seq", "sold_at", "lines", "payments", "customer_id", "buyer_id_number",
                 "prescription_id", "redeem_points", "note"}
@@ -231,13 +235,25 @@ def upload(ctx, device: PosDevice, body, *, now: dt.datetime | None = None) -> d
                                                           prices.DEFAULT_STALENESS_MINUTES))),
                    has_prescription_review(ctx), version)
     step = max(1, int(ctx.setting("pos_sync.commit_every", DEFAULT_COMMIT_EVERY)))
+    budget = float(ctx.setting("pos_sync.batch_time_budget_seconds", DEFAULT_TIME_BUDGET))
+    deadline = time.monotonic() + budget
     results: list[dict] = []
     for start in range(0, len(sales), step):
+        if start and time.monotonic() > deadline:  # answer before the worker timeout; the rest comes again
+            results.extend(_deferred(raw) for raw in sales[start:])
+            break
         results.extend(_chunk(ctx, device.id, sales[start:start + step], rules))
-    _finish(ctx, device.id, results, queued, rules)
-    counts = {k: sum(1 for r in results if r["status"] == k) for k in ("accepted", "duplicate", "rejected")}
+    _finish(ctx, device.id, [r for r in results if r["status"] != "deferred"], queued, rules)
+    counts = {k: sum(1 for r in results if r["status"] == k) for k in ("accepted", "duplicate", "rejected",
+                                                                        "deferred")}
     return {"results": results, **counts, "server_time": received_at.isoformat(), "price_list_version": version,
             "clock_offset_s": offset}
+
+
+def _deferred(raw) -> dict:
+    cid = raw.get("client_sale_id") if isinstance(raw, dict) else None
+    return {"client_sale_id": cid if isinstance(cid, str) else None, "status": "deferred",
+            "reason": "not processed: the batch took longer than the server's time budget; send this sale again"}
 
 
 def _chunk(ctx, device_id: int, part: list, rules: _Rules) -> list[dict]:

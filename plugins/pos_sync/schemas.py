@@ -163,7 +163,8 @@ class SaleDiscrepancy(Out):
 
 class SaleResult(Out):
     client_sale_id: str | None
-    status: Literal["accepted", "duplicate", "rejected"]
+    status: Literal["accepted", "duplicate", "rejected", "deferred"] = Field(
+        description="deferred: not processed within the request's time budget; send it again")
     sale_id: int | None = None
     order_id: int | None = None
     total_fen: int | None = None
@@ -177,6 +178,7 @@ class SalesBatchOut(Out):
     accepted: int
     duplicate: int
     rejected: int
+    deferred: int
     server_time: AwareDatetime
     price_list_version: int
     clock_offset_s: int | None

@@ -184,8 +184,8 @@ class TerminalDB:
         with self.tx():
             now = _now().isoformat()
             for r in results:
-                if not r.get("client_sale_id"):
-                    continue
+                if not r.get("client_sale_id") or r["status"] == "deferred":
+                    continue  # deferred: the server did not get to it, it stays queued
                 self.conn.execute("UPDATE sales SET status = ?, result = ?, synced_at = ? WHERE client_sale_id = ? "
                                   "AND status = 'queued'",
                                   (r["status"], json.dumps(r, ensure_ascii=False), now, r["client_sale_id"]))
@@ -253,6 +253,7 @@ class SyncReport:
     accepted: int = 0
     duplicate: int = 0
     rejected: int = 0
+    deferred: int = 0
     retries: int = 0
     left: int = 0
 
@@ -293,7 +294,7 @@ def pull(db: TerminalDB, client: Client, *, limit: int = 500, retries: int = 5, 
             return rows
 
 
-def sync(db: TerminalDB, client: Client, *, batch: int = 500, retries: int = 10, wait: float = 1.0,
+def sync(db: TerminalDB, client: Client, *, batch: int = 100, retries: int = 10, wait: float = 1.0,
          say: Callable[[str], None] = print) -> SyncReport:
     """Upload the queue oldest first until it is empty; a sale leaves the queue only once answered.
 
@@ -318,11 +319,12 @@ def sync(db: TerminalDB, client: Client, *, batch: int = 500, retries: int = 10,
                 continue
             raise
         db.settle(answer["results"])
-        report.sent += len(sales)
-        for key in ("accepted", "duplicate", "rejected"):
-            setattr(report, key, getattr(report, key) + answer[key])
+        report.sent += len(sales) - answer.get("deferred", 0)
+        for key in ("accepted", "duplicate", "rejected", "deferred"):
+            setattr(report, key, getattr(report, key) + answer.get(key, 0))
         say(f"synced {report.sent}/{total}: accepted {report.accepted}, duplicate {report.duplicate}, "
-            f"rejected {report.rejected}")
+            f"rejected {report.rejected}" + (f" ({answer['deferred']} deferred by a busy server, resending)"
+                                            if answer.get("deferred") else ""))
     report.left = db.counts()["queued"]
     return report
 
@@ -403,7 +405,7 @@ def sell_cmd(db: TerminalDB, lines, method, customer_id, buyer_id_number, prescr
 
 
 @terminal_cli.command("sync")
-@click.option("--batch", default=500, show_default=True, help="Sales per upload (at most 500).")
+@click.option("--batch", default=100, show_default=True, help="Sales per upload (at most 500).")
 @click.option("--retries", default=10, show_default=True, help="Retries while the server is unreachable "
                                                                "(-1: for ever).")
 @click.option("--retry-wait", default=1.0, show_default=True, help="First wait between retries, doubling to 30 s.")

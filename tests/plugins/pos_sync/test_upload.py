@@ -182,3 +182,18 @@ def test_one_refused_sale_does_not_refuse_its_batch(make_ctx):
     assert count(ctx, Order) == 2
     with ctx.session() as s:
         assert s.scalar(select(func.count()).select_from(OrderEvent)) == 6
+
+
+def test_a_batch_over_its_time_budget_defers_the_rest_to_the_next_request(make_ctx):
+    ctx = pos_ctx(make_ctx, settings={"pos_sync.batch_time_budget_seconds": 0, "pos_sync.commit_every": 2})
+    sh = shop(ctx)
+    batch = [sale([(sh.product_ids[0], 1, 1000)]) for _ in range(5)]
+    first = upload(ctx, sh, batch)
+    assert statuses(first) == ["accepted"] * 2 + ["deferred"] * 3 and first["deferred"] == 3
+    assert "send this sale again" in first["results"][2]["reason"]
+    assert count(ctx, PosSale) == 2
+    again = upload(ctx, sh, batch[2:])  # the terminal sends what is still queued
+    assert statuses(again) == ["accepted"] * 2 + ["deferred"]
+    assert statuses(upload(ctx, sh, batch)) == ["duplicate"] * 2 + ["deferred"] * 3  # the first chunk always runs
+    assert statuses(upload(ctx, sh, batch[4:])) == ["accepted"]
+    assert count(ctx, Order) == 5
