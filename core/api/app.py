@@ -71,6 +71,13 @@ class ApiState:
     def operation_for(self, template: str | None, method: str) -> Operation | None:
         return self._ops.get((template or "", method))
 
+    def body_limit(self, op: Operation | None) -> int:
+        """The largest body ``op`` accepts: its own ``max_body_bytes``, else the app's."""
+        limit = op.max_body_bytes if op is not None else None
+        if limit is None:
+            return self.max_body_bytes
+        return int(limit(self.ctx) if callable(limit) else limit)
+
     def roles_of(self, op: Operation) -> tuple[str, ...]:
         """The roles admitted: declared, plus those plugins grant through ``register_permissions``."""
         return self._roles.get(op.id, op.roles)

@@ -58,7 +58,8 @@ class ApiRequest(falcon.Request):
 
 
 class RequestIdMiddleware:
-    """Assigns ``X-Request-Id`` (the client's if well-formed) and writes one JSON access line."""
+    """Assigns ``X-Request-Id`` (the client's if well-formed), enforces the body size limit after
+    routing (an operation may declare its own) and writes one JSON access line."""
 
     def __init__(self, api) -> None:
         self.api = api
@@ -71,7 +72,10 @@ class RequestIdMiddleware:
         req.context.started = time.perf_counter()
         req.context.writes = req.method not in SAFE_METHODS
         resp.set_header("X-Request-Id", req.context.request_id)
-        limit = self.api.max_body_bytes
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource, params) -> None:
+        """Refuse a body over the limit of the routed operation (or the app's) before anything else runs."""
+        limit = self.api.body_limit(self.api.operation_for(req.uri_template, req.method))
         if req.content_length is not None and req.content_length > limit:
             raise PayloadTooLarge(f"the body is {req.content_length} bytes; at most {limit} are accepted")
 

@@ -74,13 +74,15 @@ class Operation:
     raw_body: bool = False  # the responder reads the stream itself (e.g. XML callbacks)
     writes: bool | None = None  # run in a committing transaction (default: POST/PUT/PATCH/DELETE do)
     extra: dict = field(default_factory=dict)  # more OpenAPI keys for the operation
+    max_body_bytes: int | Callable[[Any], int] | None = None  # this operation's body limit (default: the app's)
 
 
 def operation(id: str, *, roles: tuple[str, ...] | list[str] = (), public: bool = False, summary: str = "",
               description: str = "", tags: tuple[str, ...] | list[str] = (), body: BodySpec = None,
               query: type[BaseModel] | None = None, response: Any = None, status: int = 200,
               errors: tuple[int, ...] = (), idempotency: Idempotency = "store", raw_body: bool = False,
-              writes: bool | None = None, extra: dict | None = None):
+              writes: bool | None = None, extra: dict | None = None,
+              max_body_bytes: int | Callable[[Any], int] | None = None):
     """Declare a responder: ``roles`` admitted (or ``public=True``), schemas, documentation.
 
     ``idempotency`` says what an ``Idempotency-Key`` header does on a mutating
@@ -92,6 +94,11 @@ def operation(id: str, *, roles: tuple[str, ...] | list[str] = (), public: bool 
     ``writes``: mutating methods run in a transaction committed on success;
     GET runs in a read-only unit that is rolled back. A GET that must write
     (e.g. an access log of sensitive records) says ``writes=True``.
+
+    ``max_body_bytes`` replaces the app's ``api.max_body_bytes`` for this
+    operation (e.g. a file upload): an int, or a callable given the Context
+    and read per request (so it can come from configuration). Larger bodies
+    get 413 before authentication and before anything is read.
     """
     roles = tuple(roles)
     unknown = [r for r in roles if r not in KNOWN_ROLES]
@@ -103,7 +110,8 @@ def operation(id: str, *, roles: tuple[str, ...] | list[str] = (), public: bool 
         raise ValueError(f"operation {id!r}: declare the roles it admits, or public=True")
     op = Operation(id=id, roles=roles, public=public, summary=summary, description=description, tags=tuple(tags),
                    body=body, query=query, response=response, status=status, errors=tuple(errors),
-                   idempotency=idempotency, raw_body=raw_body, writes=writes, extra=dict(extra or {}))
+                   idempotency=idempotency, raw_body=raw_body, writes=writes, extra=dict(extra or {}),
+                   max_body_bytes=max_body_bytes)
 
     def decorate(fn):
         @functools.wraps(fn)
@@ -146,7 +154,7 @@ def _raise_fields(fields: list[dict], cls=ValidationFailed) -> None:
 
 def read_json_body(req: falcon.Request) -> bytes:
     """The raw request body, refused when larger than the configured limit or not JSON."""
-    limit = req.context.api.max_body_bytes
+    limit = req.context.api.body_limit(req.context.operation)
     if req.content_length is not None and req.content_length > limit:
         raise PayloadTooLarge(f"the body is {req.content_length} bytes; at most {limit} are accepted")
     raw = req.bounded_stream.read(limit + 1)
