@@ -152,6 +152,7 @@ export async function render(page) {
         if (!/^-?\d+$/.test(v.delta) || Number(v.delta) === 0) {
           forms.fieldError(form, "delta", "a whole number of units, not zero"); return false;
         }
+        if (!v.reason.trim()) { forms.fieldError(form, "reason", "a reason is required"); return false; }
         return api.post(`/api/v1/stores/${picker.value}/stock/adjustments`,
           { lot_id: lot.lot_id, delta: Number(v.delta), reason: v.reason.trim() });
       },
