@@ -193,10 +193,13 @@ def register_payment_providers():
 
 
 @hookspec
-def notification_senders():
+def notification_senders(ctx):
     """Return ``{kind: callable(payload: dict) -> None}`` for outbox messages.
 
-    Called by the outbox dispatcher, after commit and outside any transaction.
+    Called by the outbox dispatcher, after commit and outside any transaction,
+    with the dispatcher's :class:`core.context.Context` as ``ctx`` (its
+    database and configuration, for senders that need them; an
+    implementation may leave the parameter out).
     A sender raises to ask for a retry (with backoff); the message is marked
     sent when it returns. The dicts are merged; a kind claimed by two plugins
     is an error naming both.

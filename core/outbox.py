@@ -64,7 +64,7 @@ class DispatchResult:
 
 def dispatch(ctx, limit: int = 100, now: dt.datetime | None = None) -> DispatchResult:
     """Deliver due messages once; call it from a loop, a timer or after a commit."""
-    senders = ctx.registry.merged_dict("notification_senders", "notification kind")
+    senders = ctx.registry.merged_dict("notification_senders", "notification kind", ctx=ctx)
     result = DispatchResult()
     now = now or utcnow()
     with ctx.session() as session:

@@ -14,7 +14,8 @@ How the enabled set becomes a running plugin manager::
                                   ties broken by name; a cycle is an error)
                                              |
                                              v
-        pluggy manager: hookspecs + core default plugin + enabled plugins,
+        pluggy manager: hookspecs (the core's, then those enabled plugins declare
+        for others: Manifest.hookspecs) + core default plugin + enabled plugins,
         then check_pending()
 
 Bundled plugins and third-party ones are found the same way, through the
@@ -52,6 +53,7 @@ class Manifest:
     depends: tuple[str, ...] = ()  # plugins that must be enabled before this one
     migrations: str | None = None  # folder of its Alembic scripts, relative to the package
     hooks: str | None = None  # module holding its @hookimpl functions (default: the package)
+    hookspecs: str | None = None  # module of hook specifications it adds for other plugins to implement
 
 
 @dataclass
@@ -74,6 +76,9 @@ class PluginInfo:
         if self.manifest.hooks:
             return importlib.import_module(self.manifest.hooks)
         return self.module
+
+    def hookspecs_module(self) -> ModuleType | None:
+        return importlib.import_module(self.manifest.hookspecs) if self.manifest.hookspecs else None
 
 
 def _manifest_of(module: ModuleType, origin: str) -> Manifest:
@@ -240,6 +245,10 @@ def load_registry(config: Config, extra: Iterable[ModuleType] = (), enabled: lis
                 f"the license of {lic.chain!r} does not include {', '.join(map(repr, refused))}; "
                 f"licensed modules: {', '.join(sorted(lic.modules)) or 'none'}")
     pm = make_plugin_manager()
+    for name in order:  # a plugin's own hookspecs exist before any plugin implementing them registers
+        specs = available[name].hookspecs_module()
+        if specs is not None:
+            pm.add_hookspecs(specs)
     pm.register(default_plugin.DefaultPlugin(), name="core")
     pm.register(jobs, name="core.jobs")
     for name in order:
