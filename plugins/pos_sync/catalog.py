@@ -35,7 +35,7 @@ from core.models import Product, StockLot
 from . import prices
 from .devices import device_caller
 from .models import PosDevice, PosProductPrice
-from .rules import offline_restrictions
+from .rules import CHANNEL, offline_restrictions
 
 __all__ = ["pull", "encode_cursor", "decode_cursor", "MAX_PAGE", "DEFAULT_PAGE"]
 
@@ -155,10 +155,11 @@ def pull(ctx, device: PosDevice, since: str | None = None, limit: int | None = N
             more = len(found) > room
             today = now.date()
             for lot in found[:room]:
+                sellable = lot.expiry > today  # a lot is never sold on or after its expiry day
                 lots.append({"lot_id": lot.id, "product_id": lot.product_id, "lot_no": lot.lot_no,
                              "expiry": lot.expiry.isoformat(), "on_hand": lot.on_hand, "reserved": lot.reserved,
-                             "available": max(0, lot.on_hand - lot.reserved), "sellable": lot.expiry > today,
-                             "updated_at": lot.updated_at.isoformat()})
+                             "available": max(0, lot.on_hand - lot.reserved) if sellable else 0,
+                             "sellable": sellable, "updated_at": lot.updated_at.isoformat()})
                 pos["lt"], pos["li"] = lot.updated_at, lot.id
         else:
             more = True
@@ -169,12 +170,9 @@ def pull(ctx, device: PosDevice, since: str | None = None, limit: int | None = N
 
 
 def _product(ctx, product: Product, pversion: int | None, caller, online: list[str]) -> dict:
-    data = {k: getattr(product, k) for k in (
-        "id", "sku", "barcode", "generic_name", "brand_name", "specification", "pack", "dosage_form",
-        "manufacturer", "approval_number", "category", "rx_class", "ephedrine", "online_banned", "cold_chain",
-        "storage", "price_fen", "active")}
+    data = core_catalog.serialize_product(ctx.registry, product, CHANNEL, caller)  # plugins' fields included
+    data.pop("package_insert", None)  # long text a till does not need, 50k times over
     data["price_list_version"] = pversion
-    data["updated_at"] = product.updated_at.isoformat()
     online_reasons: list[str] = []
     for channel in online:
         for reason in core_catalog.sale_refusals(ctx.registry, product, channel, caller):

@@ -8,7 +8,7 @@ from core import catalog as core_catalog
 from core.errors import ValidationFailed
 from core.models import Product
 from plugins.pos_sync import catalog, prices
-from tests.core.factories import ADMIN, product
+from tests.core.factories import ADMIN, make_plugin, product, receive
 
 from .helpers import pos_ctx, sale, shop, upload
 
@@ -146,3 +146,17 @@ def test_rows_still_settling_wait_for_the_next_pull(make_ctx):
     later = catalog.pull(ctx, sh.device(ctx), page["next_cursor"], 100,
                          now=prices.utcnow() + dt.timedelta(hours=2))
     assert len(later["products"]) == 2 and len(later["stock"]) == 2
+
+
+def test_plugins_fields_come_down_and_expired_lots_are_not_available(make_ctx):
+    tagger = make_plugin("tagger", product_serialize=lambda product, data, channel, caller:
+                         data.__setitem__("shelf_tag", f"{channel}:{product.sku}"))
+    ctx = pos_ctx(make_ctx, extra_plugins=[tagger])
+    sh = shop(ctx, products=1, stock=0)
+    pid = sh.product_ids[0]
+    with ctx.transaction() as s:
+        receive(ctx, s, sh.store_id, pid, 4, lot_no="OLD", days=2)
+    page = catalog.pull(ctx, sh.device(ctx), None, 100, now=prices.utcnow() + dt.timedelta(days=3))
+    row = page["products"][0]
+    assert row["shelf_tag"].startswith("pos:") and "package_insert" not in row
+    assert [(l["lot_no"], l["on_hand"], l["available"], l["sellable"]) for l in page["stock"]] == [("OLD", 4, 0, False)]
