@@ -10,11 +10,13 @@ another store) or that points past the server's data (a database restored
 from a backup) starts a full resync: the answer says ``reset: true`` and the
 terminal drops its copy before applying it.
 
-Rows are only served once their ``updated_at`` is older than
-``[pos_sync] catalog_settle_seconds`` (PostgreSQL default 5 s, SQLite 0):
-concurrent PostgreSQL writers commit in another order than they stamp, and a
-row stamped before the cursor but committed after it would otherwise be
-skipped. SQLite writers are serialized, so there is nothing to wait for.
+Rows are only served once every transaction that could still commit an
+older stamp is over: concurrent PostgreSQL writers commit in another order
+than they stamp, and a row stamped before the cursor but committed after it
+would otherwise be skipped. On PostgreSQL the horizon is the start of the
+oldest transaction still writing, less ``[pos_sync] catalog_settle_seconds``
+(default 5 s, a margin for clock differences between app servers); SQLite
+writers are serialized, so there is nothing to wait for (default 0).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import hashlib
 import hmac
 import json
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, text
 
 from core import catalog as core_catalog
 from core import orders as core_orders
@@ -83,9 +85,27 @@ def _after(column_t, column_id, t, i):
     return or_(column_t > t, and_(column_t == t, column_id > i))
 
 
-def _settle(ctx, session) -> dt.timedelta:
-    default = 0 if is_sqlite(session.get_bind()) else 5
-    return dt.timedelta(seconds=float(ctx.setting("pos_sync.catalog_settle_seconds", default)))
+_OLDEST_WRITER = text(
+    "SELECT min(xact_start) FROM pg_stat_activity WHERE datname = current_database() "
+    "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()")
+
+
+def _horizon(ctx, session, now: dt.datetime) -> dt.datetime:
+    """Rows stamped after this may still have uncommitted company: serve them next time.
+
+    SQLite: now (writers are serialized). PostgreSQL: ``catalog_settle_seconds``
+    before now, and before the start of the oldest transaction that is still
+    writing (a long import stamps its rows early and commits late).
+    """
+    if is_sqlite(session.get_bind()):
+        settle = float(ctx.setting("pos_sync.catalog_settle_seconds", 0))
+        return now - dt.timedelta(seconds=settle)
+    settle = dt.timedelta(seconds=float(ctx.setting("pos_sync.catalog_settle_seconds", 5)))
+    horizon = now - settle
+    oldest = session.scalar(_OLDEST_WRITER)
+    if oldest is not None:
+        horizon = min(horizon, oldest - settle)
+    return horizon
 
 
 def _known(session, pos: dict, store_id: int, version: int) -> bool:
@@ -132,7 +152,7 @@ def pull(ctx, device: PosDevice, since: str | None = None, limit: int | None = N
                 pos, reset = None, True
         if pos is None:
             pos = _start(device.store_id)
-        horizon = now - _settle(ctx, session)
+        horizon = _horizon(ctx, session, now)
         rows = session.execute(
             select(Product, PosProductPrice.version)
             .outerjoin(PosProductPrice, PosProductPrice.product_id == Product.id)

@@ -160,3 +160,25 @@ def test_plugins_fields_come_down_and_expired_lots_are_not_available(make_ctx):
     row = page["products"][0]
     assert row["shelf_tag"].startswith("pos:") and "package_insert" not in row
     assert [(l["lot_no"], l["on_hand"], l["available"], l["sellable"]) for l in page["stock"]] == [("OLD", 4, 0, False)]
+
+
+def test_a_change_committed_late_with_an_early_stamp_is_not_skipped(make_ctx, db_backend):
+    if db_backend == "sqlite":
+        pytest.skip("SQLite serializes writers: a second writer cannot commit while the first is open")
+    ctx = pos_ctx(make_ctx)
+    sh = shop(ctx, products=2, stock=0)
+    device = sh.device(ctx)
+    _, cursor = pull_all(ctx, device)
+    a, b = sh.product_ids
+    slow = ctx.sessions()
+    slow.begin()
+    core_catalog.update_product(slow, a, {"price_fen": 1111}, ADMIN)  # stamped now, committed last
+    slow.flush()
+    with ctx.transaction() as s:
+        core_catalog.update_product(s, b, {"price_fen": 2222}, ADMIN)
+    page = catalog.pull(ctx, device, cursor)
+    assert page["products"] == []  # b waits: an older writer is still open
+    slow.commit()
+    slow.close()
+    page = catalog.pull(ctx, device, page["next_cursor"])
+    assert sorted((p["id"], p["price_fen"]) for p in page["products"]) == [(a, 1111), (b, 2222)]
