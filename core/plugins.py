@@ -23,8 +23,11 @@ Bundled plugins and third-party ones are found the same way, through the
 """
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import logging
+import types
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -35,9 +38,10 @@ import pluggy
 
 from . import hookspecs
 from .config import Config
-from .errors import LicenseError, PluginError
+from .errors import DomainError, LicenseError, PluginError
 
-__all__ = ["Manifest", "PluginInfo", "PluginRegistry", "load_registry", "topological_order", "ENTRY_POINT_GROUP"]
+__all__ = ["Manifest", "PluginInfo", "PluginRegistry", "load_registry", "topological_order", "ENTRY_POINT_GROUP",
+           "HookFailure", "hook_failure"]
 
 ENTRY_POINT_GROUP = "pharmo2o.plugins"
 log = logging.getLogger(__name__)
@@ -218,6 +222,65 @@ class PluginRegistry:
         return out
 
 
+@dataclass(frozen=True)
+class HookFailure:
+    """Which plugin's hook implementation raised an exception (see :func:`hook_failure`)."""
+
+    plugin: str  # the plugin's name
+    hook: str  # the hook it was answering
+
+
+_BLAME_ATTR = "__pharmo2o_hook_failure__"
+
+
+def hook_failure(exc: BaseException) -> HookFailure | None:
+    """The plugin and hook ``exc`` escaped from, or ``None`` when no plugin hook raised it.
+
+    Only unexpected failures are named: a :class:`core.errors.DomainError` is a
+    deliberate refusal and passes through unmarked. When hooks call hooks, the
+    innermost plugin (the one that raised) is named.
+    """
+    return getattr(exc, _BLAME_ATTR, None)
+
+
+def _blaming(fn, plugin: str, hook: str):
+    @functools.wraps(fn)  # keeps the hookimpl marker and, through __wrapped__, the argument names
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DomainError:
+            raise
+        except Exception as exc:
+            if hook_failure(exc) is None:
+                try:
+                    setattr(exc, _BLAME_ATTR, HookFailure(plugin, hook))
+                    exc.add_note(f"raised by plugin {plugin!r} in hook {hook}")
+                except (AttributeError, TypeError):  # an exception type that takes no attributes
+                    pass
+            raise
+    return call
+
+
+def _named_hooks(plugin: object, name: str) -> object:
+    """A stand-in for ``plugin`` (a module) whose hook implementations name ``name`` when they raise.
+
+    Registered instead of the module itself, so every way a hook is called
+    (``pm.hook``, ``collect``, ``merged_dict``, ``get_hookimpls()``) reports the plugin.
+    """
+    marker = f"{hookspecs.PROJECT}_impl"
+    proxy = types.SimpleNamespace(__name__=getattr(plugin, "__name__", name), __doc__=getattr(plugin, "__doc__", None))
+    for attr in dir(plugin):
+        fn = getattr(plugin, attr, None)
+        opts = getattr(fn, marker, None)
+        if opts is None or not inspect.isroutine(fn):
+            continue
+        if opts.get("wrapper") or opts.get("hookwrapper"):  # generators: left as they are
+            setattr(proxy, attr, fn)
+        else:
+            setattr(proxy, attr, _blaming(fn, name, opts.get("specname") or attr))
+    return proxy
+
+
 def make_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
@@ -252,7 +315,7 @@ def load_registry(config: Config, extra: Iterable[ModuleType] = (), enabled: lis
     pm.register(default_plugin.DefaultPlugin(), name="core")
     pm.register(jobs, name="core.jobs")
     for name in order:
-        pm.register(available[name].hooks_module(), name=name)
+        pm.register(_named_hooks(available[name].hooks_module(), name), name=name)
     pm.check_pending()
     registry = PluginRegistry(config, available, order, pm, lic, state, warnings)
     for w in warnings:

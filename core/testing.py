@@ -273,3 +273,251 @@ def make_api(make_ctx):
 def api(make_api) -> ApiClient:
     """An :class:`ApiClient` with only the core enabled."""
     return make_api()
+
+
+# ------------------------------------------------------------ for plugin authors
+#
+# A plugin's tests in a few lines (its conftest.py names the plugin once):
+#
+#     @pytest.fixture
+#     def pharmo2o_enabled():
+#         return ["my_plugin"]
+#
+#     def test_an_order_on_my_channel(shop):
+#         order = shop.place_order(channel="my_channel").json
+#         shop.pay(order["id"])
+#         assert shop.run_outbox().sent == 1
+#
+# ``plugin_api`` is an :class:`ApiClient` with those plugins enabled on a fresh
+# database; ``shop`` adds a stocked catalogue and order helpers on top of it;
+# ``fake_http`` is a recording HTTP server standing in for an outside API.
+
+@pytest.fixture
+def pharmo2o_enabled() -> list[str]:
+    """The plugins ``plugin_api`` and ``shop`` enable (by name, as installed): override it in your conftest."""
+    return []
+
+
+@pytest.fixture
+def pharmo2o_settings() -> dict:
+    """Configuration for ``plugin_api`` and ``shop`` as ``{"section.key": value}``: override it when needed."""
+    return {}
+
+
+@pytest.fixture
+def plugin_api(make_api, pharmo2o_enabled, pharmo2o_settings) -> ApiClient:
+    """An :class:`ApiClient` (a token per role) on a fresh database with ``pharmo2o_enabled`` enabled."""
+    return make_api(enabled=list(pharmo2o_enabled), settings=dict(pharmo2o_settings))
+
+
+def run_outbox(ctx: Context, now=None):
+    """Deliver the due outbox messages once (as the job runner does); returns :class:`core.outbox.DispatchResult`."""
+    from .outbox import dispatch
+    return dispatch(ctx, now=now)
+
+
+def run_jobs(ctx: Context, *names: str) -> dict:
+    """Run the periodic jobs (all, or those named) once, now; returns ``{name: summary or exception}``."""
+    from .jobs import jobs_of, run_due
+    jobs = jobs_of(ctx.registry)
+    unknown = sorted(set(names) - {j.name for j in jobs})
+    if unknown:
+        raise ValueError(f"no job named {', '.join(unknown)}; jobs: {', '.join(j.name for j in jobs)}")
+    return run_due(ctx, [j for j in jobs if not names or j.name in names], {})
+
+
+def outbox_messages(ctx: Context, kind: str | None = None) -> list[dict]:
+    """The outbox, oldest first: ``[{id, kind, payload, status, attempts, last_error}]``."""
+    from sqlalchemy import select
+
+    from .models import OutboxMessage
+    with ctx.session() as session:
+        stmt = select(OutboxMessage).order_by(OutboxMessage.id)
+        if kind is not None:
+            stmt = stmt.where(OutboxMessage.kind == kind)
+        return [{"id": m.id, "kind": m.kind, "payload": dict(m.payload), "status": m.status,
+                 "attempts": m.attempts, "last_error": m.last_error} for m in session.scalars(stmt)]
+
+
+class Shop:
+    """A stocked store on an :class:`ApiClient`, with helpers that go through the API like a client.
+
+    ``otc`` and ``rx`` are product dicts (an OTC-B and a prescription drug,
+    each with 50 units in :attr:`store_id`); ``customer_id`` is the customer
+    behind the ``customer`` token. Helpers take ``expect`` (the status to
+    assert, ``None`` to assert nothing) and return Falcon's ``Result``.
+    """
+
+    def __init__(self, api: ApiClient):
+        self.api = api
+        self.ctx = api.ctx
+        self.store_id = api.store_id
+        self.customer_id = api.customer_id
+        self._seq = 0
+        self.otc = self.product(rx_class="otc_b", price_fen=1250, generic_name="布洛芬缓释胶囊")
+        self.rx = self.product(rx_class="rx", price_fen=3680, generic_name="阿莫西林胶囊")
+
+    @staticmethod
+    def _check(result, expect):
+        if expect is not None:
+            assert result.status_code == expect, f"expected {expect}, got {result.status_code}: {result.text}"
+        return result
+
+    def product(self, *, stock: int = 50, expiry_days: int = 365, **fields) -> dict:
+        """Create a product (admin) and receive ``stock`` units of one lot into the store."""
+        import datetime as dt
+        self._seq += 1
+        body = {"sku": f"KIT-{self._seq}", "generic_name": f"测试药品{self._seq}", "specification": "0.3g*24粒",
+                "approval_number": f"国药准字H{20990000 + self._seq:08d}", "rx_class": "otc_b", "price_fen": 1000}
+        body.update(fields)
+        made = self._check(self.api.post("/api/v1/products", json=body), 201).json
+        if stock:
+            expiry = (dt.date.today() + dt.timedelta(days=expiry_days)).isoformat()
+            self._check(self.api.post(f"/api/v1/stores/{self.store_id}/stock/receipts", json={
+                "product_id": made["id"], "lot_no": f"KITLOT{self._seq}", "expiry": expiry, "quantity": stock}), 201)
+        return made
+
+    def order_body(self, lines=None, *, channel: str = "store", fulfilment: str = "pickup", **fields) -> dict:
+        """An order request: ``lines`` as ``[(product_id, quantity), ...]`` (default: one unit of ``otc``)."""
+        lines = lines if lines is not None else [(self.otc["id"], 1)]
+        body = {"store_id": self.store_id, "customer_id": self.customer_id, "channel": channel,
+                "fulfilment": fulfilment, "lines": [{"product_id": p, "quantity": q} for p, q in lines]}
+        if fulfilment == "delivery":
+            body["delivery_address"] = "上海市黄浦区南京东路1号"
+        body.update(fields)
+        return body
+
+    def place_order(self, lines=None, *, role: str = "clerk", key: str | None = None, expect: int | None = 201,
+                    **fields):
+        """``POST /api/v1/orders`` as ``role`` (``customer`` orders online, default channel ``web``)."""
+        if role == "customer":
+            fields.setdefault("channel", "web")
+        headers = {"Idempotency-Key": key} if key else None
+        return self._check(self.api.post("/api/v1/orders", role=role, json=self.order_body(lines, **fields),
+                                          headers=headers), expect)
+
+    def pay(self, order_id: int, *, provider: str = "cash", role: str = "clerk", expect: int | None = 200):
+        return self._check(self.api.post(f"/api/v1/orders/{order_id}/pay", role=role,
+                                         json={"provider": provider}), expect)
+
+    def fulfil(self, order_id: int, *, role: str = "clerk", expect: int | None = 200):
+        return self._check(self.api.post(f"/api/v1/orders/{order_id}/fulfil", role=role), expect)
+
+    def complete(self, order_id: int, pickup_code: str | None = None, *, role: str = "clerk",
+                 expect: int | None = 200):
+        body = {"pickup_code": pickup_code} if pickup_code is not None else {}
+        return self._check(self.api.post(f"/api/v1/orders/{order_id}/complete", role=role, json=body), expect)
+
+    def order(self, order_id: int) -> dict:
+        return self._check(self.api.get(f"/api/v1/orders/{order_id}"), 200).json
+
+    def available(self, product_id: int) -> int:
+        """Units of ``product_id`` the store can still sell (on hand minus reservations, unexpired)."""
+        rows = self._check(self.api.get(f"/api/v1/stores/{self.store_id}/stock",
+                                        params={"product_id": str(product_id)}), 200).json["items"]
+        return sum(r["available"] for r in rows if r["product_id"] == product_id)
+
+    def run_outbox(self, now=None):
+        return run_outbox(self.ctx, now=now)
+
+    def run_jobs(self, *names: str) -> dict:
+        return run_jobs(self.ctx, *names)
+
+    def outbox(self, kind: str | None = None) -> list[dict]:
+        return outbox_messages(self.ctx, kind)
+
+
+@pytest.fixture
+def shop(plugin_api) -> Shop:
+    """A :class:`Shop` on ``plugin_api``: a store with two stocked products, a customer, order helpers."""
+    return Shop(plugin_api)
+
+
+class FakeHttpServer:
+    """A recording HTTP server on 127.0.0.1 standing in for an outside API (a delivery platform, WeChat...).
+
+    Every request is kept in :attr:`requests` as a dict ``{method, path, query,
+    headers, body, json}``; answers are set per path with :meth:`answer`
+    (default ``200 {"ok": true}``), optionally after a ``delay`` (to test
+    timeouts) or failing a number of times first.
+    """
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self):
+                import json as _json
+                import time as _time
+                from urllib.parse import parse_qs, urlsplit
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                url = urlsplit(self.path)
+                try:
+                    parsed = _json.loads(raw) if raw else None
+                except ValueError:
+                    parsed = None
+                record = {"method": self.command, "path": url.path, "query": parse_qs(url.query),
+                          "headers": {k.lower(): v for k, v in self.headers.items()}, "body": raw, "json": parsed}
+                with server._lock:
+                    server.requests.append(record)
+                    status, body, delay = server._next_answer(url.path)
+                if delay:
+                    _time.sleep(delay)
+                data = _json.dumps(body, ensure_ascii=False).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the client gave up (a timeout test)
+                    pass
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+            def log_message(self, *args):  # quiet
+                pass
+
+        self._lock = threading.Lock()
+        self.requests: list[dict] = []
+        self._answers: dict[str, list] = {}
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-http", daemon=True)
+        self._thread.start()
+
+    def answer(self, path: str, *, status: int = 200, json=None, delay: float = 0.0, times: int | None = None):
+        """Answer requests to ``path`` with ``status`` and ``json`` (after ``delay`` seconds). The latest answer
+        set for a path wins; one with ``times`` is used for that many requests, then the earlier one (or the
+        default) applies again."""
+        with self._lock:
+            self._answers.setdefault(path, []).append([status, {"ok": True} if json is None else json, delay, times])
+
+    def _next_answer(self, path: str):
+        answers = self._answers.get(path, [])
+        for entry in reversed(answers):
+            if entry[3] is None or entry[3] > 0:
+                if entry[3] is not None:
+                    entry[3] -= 1
+                return entry[0], entry[1], entry[2]
+        return 200, {"ok": True}, 0.0
+
+    def received(self, path: str | None = None) -> list[dict]:
+        with self._lock:
+            return [r for r in self.requests if path is None or r["path"] == path]
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def fake_http():
+    """A :class:`FakeHttpServer` on 127.0.0.1 (its ``url`` goes into your plugin's settings)."""
+    server = FakeHttpServer()
+    yield server
+    server.close()

@@ -3,7 +3,9 @@
 Domain errors (:class:`core.errors.DomainError`) carry their own status,
 ``type`` and field list; Falcon's HTTP errors (no route, wrong method) and a
 few database failures are mapped to the same shape; anything else is a 500
-whose body names only the request id, with the traceback in the log.
+whose body names only the request id, with the traceback in the log. A 500
+raised inside a plugin's hook implementation also names the plugin and the
+hook (type ``plugin-failed``), so the operator knows whose code to look at.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import falcon
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from ..errors import Conflict, DomainError, ValidationFailed
+from ..plugins import hook_failure
 
 __all__ = [
     "PROBLEM_JSON", "PROBLEM_BASE", "ApiError", "Unauthorized", "TooManyRequests", "PayloadTooLarge",
@@ -133,6 +136,15 @@ def _unexpected(req, resp, ex: Exception, params) -> None:
     if isinstance(ex, DBAPIError) and getattr(ex, "connection_invalidated", False):
         return _operational_error(req, resp, ex, params)
     request_id = getattr(req.context, "request_id", None)
+    failure = hook_failure(ex)
+    if failure is not None:
+        log.error("plugin %r failed in hook %s on %s %s", failure.plugin, failure.hook, req.method, req.path,
+                  exc_info=ex, extra={"request_id": request_id})
+        return _render(req, resp, 500, {
+            "type": problem_type("plugin-failed"), "title": "A plugin failed", "status": 500,
+            "detail": f"plugin {failure.plugin!r} failed in hook {failure.hook}: {type(ex).__name__}; "
+                      f"the request's changes were rolled back; quote request id {request_id} when reporting it",
+            "plugin": failure.plugin, "hook": failure.hook})
     log.error("unhandled %s on %s %s", type(ex).__name__, req.method, req.path,
               exc_info=ex, extra={"request_id": request_id})
     _render(req, resp, 500, {
