@@ -122,7 +122,7 @@ def rx_fields(items, *, number=None, institution="北京协和医院", issue_dat
     fields = {"patient_name": "王小明", "patient_id_number": resident_id(), "relationship": "self",
               "prescriber": "张医生", "institution": institution,
               "prescription_number": number or f"RX{uuid.uuid4().hex[:10].upper()}",
-              "issue_date": (issue_date or today()).isoformat(),
+              "issue_date": issue_date if isinstance(issue_date, str) else (issue_date or today()).isoformat(),
               "items": [{"product_id": p, "quantity": q} for p, q in items]}
     fields.update(over)
     return fields
