@@ -95,17 +95,18 @@ def test_navigation_shows_only_the_pages_of_the_role(live, console, role):
     c.assert_clean()
 
 
-@pytest.mark.parametrize("page_id, role", VISITS, ids=[f"{p}-{r}" for p, r in VISITS])
-def test_every_page_renders_for_each_role_that_may_open_it(live, console, page_id, role):
+@pytest.mark.parametrize("role", ROLES)
+def test_every_page_renders_for_each_role_that_may_open_it(live, console, role):
     api, _server = live
     seed_world(api)
     c = console.login(role)
-    c.go(page_id)
-    main = c.page.locator("main")
-    assert main.locator("h1").first.is_visible()
-    assert c.page.locator(f"nav.sidenav a[data-page={page_id}][aria-current=page]").count() == 1
-    assert main.locator(".banner.error").count() == 0
-    c.shot(f"{page_id}-{role}")
+    for page_id in [p for p, r in VISITS if r == role]:
+        c.go(page_id)
+        main = c.page.locator("main")
+        assert main.locator("h1").first.is_visible()
+        assert c.page.locator(f"nav.sidenav a[data-page={page_id}][aria-current=page]").count() == 1
+        assert main.locator(".banner.error").count() == 0
+        c.shot(f"{page_id}-{role}")
     c.assert_clean()
 
 
