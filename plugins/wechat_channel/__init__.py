@@ -8,4 +8,5 @@ manifest = Manifest(
     depends=(),
     migrations="migrations/versions",
     hooks="plugins.wechat_channel.hooks",
+    hookspecs="plugins.wechat_channel.hookspecs",
 )
