@@ -92,17 +92,28 @@ def _manifest_of(module: ModuleType, origin: str) -> Manifest:
     return manifest
 
 
-def discover(extra: Iterable[ModuleType] = ()) -> dict[str, PluginInfo]:
-    """Every installed plugin, by name: entry points plus ``extra`` modules (tests)."""
+def discover(extra: Iterable[ModuleType] = (), broken: dict[str, str] | None = None) -> dict[str, PluginInfo]:
+    """Every installed plugin, by name: entry points plus ``extra`` modules (tests).
+
+    An entry point that fails to import or has no valid manifest is an error
+    naming it; when ``broken`` is given it is recorded there instead, so that a
+    broken package nobody enabled cannot stop the others.
+    """
     found: dict[str, PluginInfo] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
-            module = ep.load()
-        except Exception as exc:  # a broken third-party package must say which one
-            raise PluginError(f"plugin entry point {ep.name!r} ({ep.value}) failed to import: {exc}") from exc
-        manifest = _manifest_of(module, f"entry point {ep.name!r}")
-        if manifest.name != ep.name:
-            raise PluginError(f"entry point {ep.name!r} loads a plugin whose manifest is named {manifest.name!r}")
+            try:
+                module = ep.load()
+            except Exception as exc:  # a broken third-party package must say which one
+                raise PluginError(f"plugin entry point {ep.name!r} ({ep.value}) failed to import: {exc}") from exc
+            manifest = _manifest_of(module, f"entry point {ep.name!r}")
+            if manifest.name != ep.name:
+                raise PluginError(f"entry point {ep.name!r} loads a plugin whose manifest is named {manifest.name!r}")
+        except PluginError as exc:
+            if broken is None:
+                raise
+            broken[ep.name] = str(exc)
+            continue
         dist = getattr(ep, "dist", None)
         _add(found, PluginInfo(manifest, module, dist.name if dist else None))
     for module in extra:
@@ -291,8 +302,13 @@ def load_registry(config: Config, extra: Iterable[ModuleType] = (), enabled: lis
     """Load the enabled plugins of ``config`` (or the explicit ``enabled`` list)."""
     from . import default_plugin, jobs, licensing
 
-    available = discover(extra)
+    broken: dict[str, str] = {}
+    available = discover(extra, broken)
     names = list(config.enabled_plugins if enabled is None else enabled)
+    for name in names:
+        if name in broken:
+            raise PluginError(broken[name])
+    ignored = [f"{message} (not enabled, so ignored)" for name, message in sorted(broken.items())]
     unknown = [n for n in names if n not in available]
     if unknown:
         raise PluginError(
@@ -317,7 +333,7 @@ def load_registry(config: Config, extra: Iterable[ModuleType] = (), enabled: lis
     for name in order:
         pm.register(_named_hooks(available[name].hooks_module(), name), name=name)
     pm.check_pending()
-    registry = PluginRegistry(config, available, order, pm, lic, state, warnings)
+    registry = PluginRegistry(config, available, order, pm, lic, state, warnings + ignored)
     for w in warnings:
         log.warning(w)
     pm.hook.startup(registry=registry)

@@ -177,3 +177,22 @@ def test_every_hookspec_is_documented_and_has_a_test():
         doc = getattr(hookspecs, name).__doc__ or ""
         assert len(doc.strip()) > 40, f"hookspec {name} needs a docstring saying when it runs and how answers combine"
         assert re.search(rf"def test_hook_{name}\b", tests_text), f"hookspec {name} has no test_hook_{name}"
+
+
+class _BrokenEntryPoint:
+    name, value, group, dist = "half_installed", "half_installed:plugin", ENTRY_POINT_GROUP, None
+
+    def load(self):
+        raise ModuleNotFoundError("No module named 'half_installed'")
+
+
+def test_a_broken_plugin_package_stops_only_when_enabled(tmp_path, monkeypatch):
+    import core.plugins as plugins_module
+    real = plugins_module.entry_points
+    monkeypatch.setattr(plugins_module, "entry_points",
+                        lambda group: list(real(group=group)) + [_BrokenEntryPoint()])
+    registry = load_registry(cfg(tmp_path, plugins={"enabled": ["loyalty"]}))
+    assert registry.enabled == ["loyalty"]
+    assert any("half_installed" in w and "not enabled" in w for w in registry.warnings)
+    with pytest.raises(PluginError, match=r"'half_installed' .* failed to import: No module named"):
+        load_registry(cfg(tmp_path, plugins={"enabled": ["half_installed"]}))
