@@ -334,6 +334,11 @@ def plugins_list(state: State, as_json: bool) -> None:
                   ", ".join(r["depends"]) or "-", r["summary"]] for r in rows]
         click.echo(_table(table, ["name", "version", "enabled", "licensed", "depends", "summary"]) if rows
                    else "no plugins installed")
+        hooked = [r for r in rows if r["hooks"]]
+        if hooked:
+            click.echo("\nhooks implemented by the enabled plugins:")
+            for r in hooked:
+                click.echo(f"  {r['name']}: {', '.join(r['hooks'])}")
         if lic is not None:
             click.echo(f"\nlicense: {lic.chain}, {lic_state}, expires {lic.expires.isoformat()}")
         elif lic_state == "none":

@@ -486,6 +486,7 @@ class FakeHttpServer:
         self._answers: dict[str, list] = {}
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
+        self._httpd.block_on_close = False  # a handler still sleeping (a timeout test) is not waited for
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-http", daemon=True)
         self._thread.start()

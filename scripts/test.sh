@@ -9,10 +9,28 @@ VENV="${VENV:-.venv}"
 bash scripts/system-deps.sh   # chromium for the browser tests, installed with apt-get when missing
 bash scripts/services.sh      # PostgreSQL (required) and Redis on 127.0.0.1
 
+# The example third-party plugin is installed into the same environment the way a chain
+# would install it (its own distribution and entry point), and its own tests run in both
+# passes. Reinstalled only when its setup.cfg changed (an editable install: code edits need none).
+EXAMPLE=examples/meituan_delivery
+EXAMPLE_STAMP="$VENV/.meituan_delivery-installed"
+if [ ! -f "$EXAMPLE_STAMP" ] || [ "$EXAMPLE/setup.cfg" -nt "$EXAMPLE_STAMP" ] || \
+   ! "$VENV/bin/python" -c "import importlib.metadata as m; m.distribution('pharmo2o-meituan-delivery')" 2>/dev/null; then
+  echo "installing ${EXAMPLE} (editable)"
+  "$VENV/bin/pip" install --quiet --no-deps -e "$EXAMPLE"
+  touch "$EXAMPLE_STAMP"
+fi
+
+# Without a path among the arguments, run the suite and the example's tests.
+paths=(tests "$EXAMPLE/tests")
+for arg in "$@"; do
+  if [ -e "${arg%%::*}" ]; then paths=(); break; fi
+done
+
 status=0
 for backend in sqlite postgresql; do
   echo "=== pharmo2o test suite on ${backend} ==="
-  PHARMO2O_TEST_DATABASE="$backend" "$VENV/bin/python" -m pytest -p no:cacheprovider -q "$@" || status=$?
+  PHARMO2O_TEST_DATABASE="$backend" "$VENV/bin/python" -m pytest -p no:cacheprovider -q "${paths[@]}" "$@" || status=$?
   if [ "$status" -ne 0 ]; then
     echo "=== suite FAILED on ${backend} (exit ${status}) ===" >&2
     exit "$status"
