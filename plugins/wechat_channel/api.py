@@ -118,14 +118,21 @@ class PayNotify:
 
 # ----------------------------------------------------------------------- OAuth
 
-def _page(resp, status: int, title: str, message: str) -> None:
+CUSTOMER_TEXT = {400: "登录链接已失效，请重新进入商城。", 401: "请重新登录。",
+                 403: "请在微信中打开商城后登录（预览页面无法登录）。", 502: "微信暂时没有响应，请稍后重试。",
+                 503: "微信登录暂不可用，请稍后重试。"}
+
+
+def _page(resp, status: int, title: str, detail: str) -> None:
+    """A small page for the customer's browser: what to do in Chinese, the technical reason beneath."""
     import html
     for name, value in SECURITY_HEADERS.items():
         resp.set_header(name, value)
     resp.set_header("Cache-Control", "no-store")
+    text = CUSTOMER_TEXT.get(status, "请重试。")
     _plain(resp, status, f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title></head>
-<body><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>
+<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p><p><small>{html.escape(detail)}</small></p>
 <p><a href="/wechat/oauth/start">重新登录</a></p></body></html>""", "text/html; charset=utf-8")
 
 
