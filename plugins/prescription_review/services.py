@@ -514,7 +514,8 @@ def consume_for(session: Session, order: Order, prescription_id: Any, actor: str
     pid = _parse_id(prescription_id)
     if pid is None:
         refuse("must be the id of an approved prescription")
-    p = session.scalars(select(Prescription).where(Prescription.id == pid).with_for_update()).one_or_none()
+    p = session.scalars(select(Prescription).where(Prescription.id == pid)
+                        .with_for_update(of=Prescription)).one_or_none()
     if p is None:
         refuse(f"prescription {pid} does not exist")
     session.refresh(p)

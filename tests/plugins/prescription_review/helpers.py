@@ -86,7 +86,7 @@ def order(api, lines, *, role="customer", channel="web", headers=None, **fields)
     """Place an order (``lines``: ``[(product_id, qty)]``) as the test customer on an online channel."""
     body = {"store_id": api.store_id, "channel": channel, "fulfilment": "pickup",
             "lines": [{"product_id": p, "quantity": q} for p, q in lines], **fields}
-    if role != "customer" and "customer_id" not in fields:
+    if role not in ("customer", None) and "customer_id" not in fields:
         body["customer_id"] = api.customer_id
     if headers is not None:
         return api.request("POST", "/api/v1/orders", json=body, headers=headers)
