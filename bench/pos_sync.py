@@ -80,7 +80,7 @@ def make_sales(n: int, lines: int, products: list[tuple[int, int, int]], seed: i
     return sales
 
 
-def upload(base: str, headers: dict, sales: list[dict], batch: int) -> tuple[float, dict]:
+def upload(base: str, headers: dict, sales: list[dict], batch: int, after_request=None) -> tuple[float, dict]:
     """Send every sale until answered (a busy server may answer some ``deferred``: sent again)."""
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "deferred": 0, "requests": 0}
     pending = list(sales)
@@ -97,9 +97,73 @@ def upload(base: str, headers: dict, sales: list[dict], batch: int) -> tuple[flo
         again = [s for s, r in zip(chunk, answer["results"]) if r["status"] == "deferred"]
         pending = again + pending
         done += len(chunk) - len(again)
+        if after_request is not None:
+            after_request()
         print(f"\r  {done}/{len(sales)} sales, {done / (time.perf_counter() - started):.0f}/s", end="", flush=True)
     print()
     return time.perf_counter() - started, counts
+
+
+def catalog_bench(base: str, token: str, config: Path, n: int) -> None:
+    """Insert ``n`` products in bulk, then pull the whole catalogue as a new terminal would."""
+    import tomllib
+    from sqlalchemy import insert
+    sys.path.insert(0, str(REPO))
+    from core.db import make_engine
+    from core.models import Product
+    engine = make_engine(tomllib.loads(config.read_text())["database_url"])
+    tag = uuid.uuid4().hex[:6]
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        for start in range(0, n, 5000):
+            now = dt.datetime.now(dt.timezone.utc)
+            conn.execute(insert(Product), [{
+                "sku": f"CAT-{tag}-{i}", "generic_name": f"目录药品{i}", "brand_name": "", "specification": "10片",
+                "pack": "", "dosage_form": "片剂", "manufacturer": "", "mah": "",
+                "approval_number": f"国药准字H{i % 10**8:08d}", "category": "", "rx_class": "otc_b",
+                "ephedrine": False, "online_banned": False, "cold_chain": False, "storage": "",
+                "package_insert": "", "price_fen": 100 + i % 5000, "active": True, "created_at": now,
+                "updated_at": now} for i in range(start, min(n, start + 5000))])
+    engine.dispose()
+    print(f"inserted {n} products in {time.perf_counter() - started:.1f} s")
+    store = call(base, "POST", "/api/v1/stores", {"code": f"CAT-{tag}", "name": "目录门店"}, token)
+    secret = call(base, "POST", "/api/v1/pos/devices", {"store_id": store["id"], "name": "catalogue"}, token)["secret"]
+    headers = {"Authorization": f"Bearer {secret}", "X-POS-Database-Id": uuid.uuid4().hex}
+    time.sleep(6)  # past the PostgreSQL settle margin
+    rows, pages, cursor, started = 0, 0, None, time.perf_counter()
+    while True:
+        query = "?limit=1000" + (f"&since={cursor}" if cursor else "")
+        page = call(base, "GET", "/api/v1/pos/catalog" + query, headers=headers)
+        rows, pages, cursor = rows + len(page["products"]) + len(page["stock"]), pages + 1, page["next_cursor"]
+        print(f"\r  {rows} rows in {pages} pages", end="", flush=True)
+        if not page["has_more"]:
+            break
+    took = time.perf_counter() - started
+    print(f"\nfull catalogue pull: {rows} rows in {pages} pages, {took:.1f} s ({rows / took:.0f} rows/s)")
+
+
+class Vacuum:
+    """Stands in for autovacuum when the PostgreSQL server runs without it (test servers often do):
+    every sale rewrites three lot rows, and without vacuum their dead versions pile up."""
+
+    TABLES = ("stock_lots", "orders", "order_lines", "pos_sales", "pos_devices", "pos_sync_state")
+
+    def __init__(self, url: str, every: int = 4):
+        from sqlalchemy import create_engine, text
+        self.engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1),
+                                    isolation_level="AUTOCOMMIT")
+        with self.engine.connect() as c:
+            self.needed = c.execute(text("SHOW autovacuum")).scalar() == "off"
+        self.every, self.calls = every, 0
+        if self.needed:
+            print("note: this PostgreSQL server runs with autovacuum off; the bench vacuums the busy tables itself")
+
+    def __call__(self) -> None:
+        from sqlalchemy import text
+        self.calls += 1
+        if self.needed and self.calls % self.every == 0:
+            with self.engine.connect() as c:
+                c.execute(text(f"VACUUM (ANALYZE) {', '.join(self.TABLES)}"))
 
 
 def free_port() -> int:
@@ -163,6 +227,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--lines", type=int, default=3)
     ap.add_argument("--products", type=int, default=50)
+    ap.add_argument("--catalog-products", type=int, default=0,
+                    help="with --serve: first add this many products straight into the database and time a "
+                         "full catalogue pull (pages of 1000)")
     args = ap.parse_args()
 
     proc = None
@@ -176,6 +243,10 @@ def main() -> None:
                 ap.error("give --server, --username and --password, or --serve")
             base, user, password = args.server.rstrip("/"), args.username, args.password
         token = call(base, "POST", "/api/v1/auth/token", {"username": user, "password": password})["token"]
+        if args.catalog_products:
+            if not args.serve:
+                ap.error("--catalog-products needs --serve (the products are written straight into the database)")
+            catalog_bench(base, token, Path(tmp.name) / "bench.toml", args.catalog_products)
         print(f"setting up a store with {args.products} products and a terminal on {base} ...")
         units = args.sales * args.lines * 3 // args.products + 10
         store_id, pids, secret = setup(base, token, args.products, units)
@@ -195,11 +266,14 @@ def main() -> None:
                 time.sleep(1)
         sales = make_sales(args.sales, args.lines, list(products.values()))
         print(f"first upload: {args.sales} sales x {args.lines} lines in batches of {args.batch}")
-        first, c1 = upload(base, headers, sales, args.batch)
+        vacuum = Vacuum(args.pg_url.rsplit("/", 1)[0] + "/" + dbname) if args.serve == "postgresql" else None
+        first, c1 = upload(base, headers, sales, args.batch, vacuum)
         print(f"replay of the same {args.sales} sales")
-        again, c2 = upload(base, headers, sales, args.batch)
+        again, c2 = upload(base, headers, sales, args.batch, vacuum)
         print(f"first upload: {args.sales / first:8.0f} sales/s  ({first:.1f} s; {c1})")
         print(f"full replay:  {args.sales / again:8.0f} sales/s  ({again:.1f} s; {c2})")
+        if vacuum is not None:
+            vacuum.engine.dispose()
         if c1["accepted"] != args.sales or c2["duplicate"] != args.sales:
             raise SystemExit("unexpected results: every sale should be accepted once and then be a duplicate")
     except BaseException:

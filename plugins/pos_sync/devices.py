@@ -85,11 +85,21 @@ def check_store_access(caller: Caller, store_id: int | None) -> None:
 
 
 def list_scope(caller: Caller, store_id: int | None) -> int | None:
-    """The store a listing is limited to (``None``: all): the asked one if the caller manages it."""
+    """The store a listing is limited to (``None``: all).
+
+    Reading is scoped like the core's API (staff bound to a store see that
+    store, admins and unbound staff every store): which roles may read at all
+    is the operation's declaration, which a chain may widen through
+    ``register_permissions``.
+    """
+    if not caller.is_staff:
+        raise Forbidden(f"role {caller.role!r} may not see POS terminals")
+    scope = None if caller.role == "admin" else caller.store_id
     if store_id is not None:
-        check_store_access(caller, store_id)
+        if scope is not None and scope != store_id:
+            raise Forbidden(f"{caller.role} of store {scope} may not see the terminals of store {store_id}")
         return store_id
-    return managed_scope(caller)
+    return scope
 
 
 def _name(value) -> str:

@@ -173,3 +173,30 @@ def test_the_api_document_shows_terminal_operations_as_bearer_protected(pos):
     assert doc["paths"]["/api/v1/pos/devices"]["post"]["x-roles"] == ["admin", "store_manager"]
     assert "/api/v1/pos/catalog" in doc["paths"] and "/api/v1/pos/sync-status" in doc["paths"]
     assert "Terminals only" in batch["description"] and "Public" not in batch["description"]
+
+
+def test_a_chain_may_let_more_roles_read_the_review_lists(make_api):
+    from tests.core.factories import make_plugin
+    grant = make_plugin("grant", register_permissions=lambda: {"pos.discrepancies.list": ["clerk"]})
+    api = make_api(enabled=["pos_sync"], extra_plugins=[grant], settings=FAST)
+    r = api.get("/api/v1/pos/discrepancies", role="clerk")
+    assert r.status_code == 200 and r.json["items"] == []
+    assert api.get("/api/v1/pos/discrepancies", role="clerk", params={"store_id": str(api.store_id + 1)}).status_code == 403
+    assert api.get("/api/v1/pos/sync-status", role="clerk").status_code == 403
+
+
+def test_loyalty_earns_points_when_an_offline_sale_syncs(make_api):
+    api = make_api(enabled=["pos_sync", "loyalty"], settings=FAST)
+    with api.ctx.transaction() as s:
+        pid = product(s, price_fen=5000).id
+        receive(api.ctx, s, api.store_id, pid, 5)
+    term = Terminal(api, register(api).json["secret"])
+    assert api.get(f"/api/v1/members/{api.customer_id}/ledger", role="admin").json.get("items", []) == []
+    batch = [sale([(pid, 2, 5000)], customer_id=api.customer_id)]
+    assert [r["status"] for r in term.upload(batch).json["results"]] == ["accepted"]
+    assert [r["status"] for r in term.upload(batch).json["results"]] == ["duplicate"]
+    ledger = api.get(f"/api/v1/members/{api.customer_id}/ledger", role="admin")
+    assert ledger.status_code == 200, ledger.json
+    earned = [e for e in ledger.json["items"] if e["kind"] == "earn"]
+    assert len(earned) == 1 and earned[0]["eligible_fen_delta"] == 10000  # once, however often it is re-sent
+    assert earned[0]["pending_delta"] > 0
