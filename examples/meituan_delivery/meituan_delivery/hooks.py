@@ -8,21 +8,17 @@ until Meituan answers 2xx.
 """
 from __future__ import annotations
 
-import json
-
 from sqlalchemy import select
 
 from core import hookimpl
-from core.context import context_of
 from core.db import utcnow
 from core.errors import Forbidden, ValidationFailed
 from core.outbox import enqueue
 
 from .models import MeituanOrder
-from .sender import KIND, send_status
+from .sender import KIND, status_sender
 from .service import CHANNEL, PROVIDER, is_meituan
 from .settings import settings_of
-from .signing import sign
 
 
 @hookimpl
@@ -82,19 +78,14 @@ def order_status_changed(session, order, old_status, new_status, caller):
     link = session.scalars(select(MeituanOrder).where(MeituanOrder.order_id == order.id)).one_or_none()
     if link is None:
         return
-    settings = settings_of(context_of(session).config)
-    body = json.dumps({"order_id": link.meituan_order_id, "status": new_status, "pharmo2o_order_id": order.id,
-                       "at": utcnow().isoformat()}, ensure_ascii=False, separators=(",", ":"))
-    # signed now, in the transaction that knows the configuration: the sender gets only the payload
-    enqueue(session, KIND, {"url": f"{settings.api_base}/order/status", "body": body,
-                            "signature": sign(settings.require_secret(), body.encode()),
-                            "timeout_seconds": settings.timeout_seconds},
-            dedupe_key=f"meituan:{order.id}:{new_status}")
+    # queued in this transaction: sent only if the change commits (the sender signs it then)
+    enqueue(session, KIND, {"order_id": link.meituan_order_id, "status": new_status, "pharmo2o_order_id": order.id,
+                            "at": utcnow().isoformat()}, dedupe_key=f"meituan:{order.id}:{new_status}")
 
 
 @hookimpl
-def notification_senders():
-    return {KIND: send_status}
+def notification_senders(ctx):
+    return {KIND: status_sender(ctx)}
 
 
 @hookimpl

@@ -24,7 +24,7 @@ def test_a_store_refund_is_pushed_to_meituan_after_commit_signed(shop, meituan, 
     assert r.status_code == 200, r.text
     assert fake_http.received() == []  # nothing is sent from inside the request
     [queued] = shop.outbox("meituan.order_status")
-    assert queued["status"] == "pending" and SECRET not in json.dumps(queued["payload"])  # signed, secret not kept
+    assert queued["status"] == "pending" and SECRET not in json.dumps(queued["payload"])  # no secret kept
 
     assert shop.run_outbox().sent == 1
     [call] = fake_http.received(PATH)
