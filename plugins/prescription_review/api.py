@@ -25,7 +25,6 @@ import datetime as dt
 import json
 from typing import Any, Literal
 
-import falcon
 from pydantic import AwareDatetime, Field
 
 from core.api import STAFF, operation

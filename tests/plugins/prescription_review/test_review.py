@@ -352,3 +352,19 @@ def test_the_review_record_is_append_only(make_api, tmp_path):
                 conn.execute(text(sql))
     with api.ctx.session() as s:
         assert s.get(Prescription, p["id"]).status == "approved"
+
+
+def test_purging_the_plugin_refuses_while_prescriptions_are_within_the_retention_period(make_api, tmp_path):
+    from core import migrations
+    from core.context import Context
+    api = rx_api(make_api, tmp_path)
+    submitted(api)
+    disabled = Context.create(api.ctx.config, enabled=[])
+    try:
+        with pytest.raises(Exception, match="at least 5 years"):
+            migrations.downgrade_plugin(disabled, "prescription_review")
+        assert "prescription_review" in migrations.current_branches(disabled)
+    finally:
+        disabled.dispose()
+    with api.ctx.session() as s:
+        assert len(s.scalars(select(Prescription)).all()) == 1
