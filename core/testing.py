@@ -2,6 +2,8 @@
 
 Backend: ``PHARMO2O_TEST_DATABASE=sqlite`` (default) or ``postgresql``; the
 server is ``PHARMO2O_TEST_PG_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``).
+``PHARMO2O_TEST_DATABASE`` may also be that URL itself (``postgresql://user@host:port/db``):
+PostgreSQL on that server (the role must be allowed to create databases).
 When PostgreSQL is selected and unreachable the tests fail, they never skip.
 
 Each test gets a fresh database copied from a migrated template (one template
@@ -25,15 +27,24 @@ from .context import Context
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
+def _given_pg_url() -> str | None:
+    value = os.environ.get("PHARMO2O_TEST_DATABASE", "")
+    return value if value.lower().startswith(("postgresql://", "postgresql+psycopg://")) else None
+
+
 def backend() -> str:
+    if _given_pg_url():
+        return "postgresql"
     value = os.environ.get("PHARMO2O_TEST_DATABASE", "sqlite").lower()
     if value not in ("sqlite", "postgresql"):
-        raise pytest.UsageError(f"PHARMO2O_TEST_DATABASE must be sqlite or postgresql, not {value!r}")
+        raise pytest.UsageError(
+            f"PHARMO2O_TEST_DATABASE must be sqlite, postgresql or a postgresql:// URL, not {value!r}")
     return value
 
 
 def pg_admin_url() -> str:
-    return os.environ.get("PHARMO2O_TEST_PG_URL", DEFAULT_PG).replace("postgresql://", "postgresql+psycopg://", 1)
+    url = _given_pg_url() or os.environ.get("PHARMO2O_TEST_PG_URL", DEFAULT_PG)
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 def _pg_url(dbname: str) -> str:
