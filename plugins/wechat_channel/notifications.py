@@ -5,8 +5,9 @@
     order_status_changed (in the order's transaction)
         paid                          -> "paid"
         ready / dispatched            -> "ready" (with the pickup code) / "dispatched"
-        awaiting_review -> awaiting_payment           -> "rx_approved"
-        awaiting_review -> cancelled by staff         -> "rx_rejected" (with the reason given)
+        awaiting_review -> awaiting_payment           -> "rx_approved"   } only without a review plugin
+        awaiting_review -> cancelled by staff         -> "rx_rejected"   } that sends customer.notify
+    customer.notify from prescription_review: prescription.approved / .rejected -> "rx_approved" / "rx_rejected"
     WeChat refund accepted (payments.send_refund)  -> "refunded"
       => outbox "wechat.template" {order_id, event}, dedupe key wechat.tpl:<order>:<event>
          (only for customers with an openid, orders of [wechat] notify_channels, events with a template id)

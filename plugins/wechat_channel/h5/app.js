@@ -335,7 +335,7 @@ async function renderOrder(id, note = "") {
 
 // ---------------------------------------------------------------- WeChat Pay
 
-function bridge(timeoutMs = 5000) {
+function bridge(timeoutMs = 3000) {
   if (typeof window.WeixinJSBridge !== "undefined") return Promise.resolve(window.WeixinJSBridge);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("no bridge")), timeoutMs);

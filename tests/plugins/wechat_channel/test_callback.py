@@ -227,7 +227,6 @@ def test_a_failing_hook_rolls_the_push_back_so_that_wechat_retries_it(make_wx):
 def test_plugin_hookspecs_load_only_with_the_plugin(make_ctx):
     """``Manifest.hookspecs``: the spec exists when wechat_channel is enabled, so an implementation
     without ``optionalhook`` loads; without wechat_channel such a plugin must mark it optional."""
-    from core.errors import PluginError  # noqa: F401  (documented error type of load failures)
     from core import hookimpl
     import types
     from core import Manifest
@@ -252,3 +251,34 @@ def test_plugin_hookspecs_load_only_with_the_plugin(make_ctx):
 
 def test_aes_key_and_token_are_the_ones_wechat_shows():
     assert len(AES_KEY) == 43 and TOKEN.isalnum() and APPID.startswith("wx")
+
+
+# WeChat's own sample of an encrypted push (its message-crypto documentation and WXBizMsgCrypt demo)
+SAMPLE = {"token": "spamtest", "encoding_aes_key": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+          "appid": "wx2c2769f8efd9abc2", "timestamp": "1409735669", "nonce": "1320562132",
+          "msg_signature": "5d197aaffba7e9b25a30732f161a50dee96bd5fa",
+          "body": "<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName><FromUserName><![CDATA[oyORnuP8q7ou2gfYj"
+                  "qLzSIWZf0rs]]></FromUserName><CreateTime>1409735668</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+                  "<Content><![CDATA[abcdteT]]></Content><MsgId>6054768590064713728</MsgId><Encrypt><![CDATA[hyzAe4Oz"
+                  "mOMbd6TvGdIOO6uBmdJoD0Fk53REIHvxYtJlE2B655HuD0m8KUePWB3+LrPXo87wzQ1QLvbeUgmBM4x6F8PGHQHFVAFmOD2LdJF9"
+                  "FrXpbUAh0B5GIItb52sn896wVsMSHGuPE328HnRGBcrS7C41IzDWyWNlZkyyXwon8T332jisa+h6tEDYsVticbSnyU8dKOIbgU6u"
+                  "x5VTjg3yt+WGzjlpKn6NPhRjpA912xMezR4kw6KWwMrCVKSVCZciVGCgavjIQ6X8tCOp3yZbGpy0VxpAe+77TszTfRd5RJSVO/HT"
+                  "nifJpXgCSUdUue1v6h0EIBYYI1BD1DlD+C0CR8e6OewpusjZ4uBl9FyJvnhvQl+q5rv1ixrcpCumEPo5MJSgM9ehVsNPfUM669W"
+                  "uMyVWQLCzpu9GhglF2PE=]]></Encrypt></xml>"}
+
+
+def test_wechats_documented_encrypted_sample_is_accepted(make_wx):
+    wx = make_wx(message_mode="compatible", token=SAMPLE["token"], encoding_aes_key=SAMPLE["encoding_aes_key"],
+                 appid=SAMPLE["appid"])
+    params = {"signature": signature(SAMPLE["timestamp"], SAMPLE["nonce"], SAMPLE["token"]),
+              "timestamp": SAMPLE["timestamp"], "nonce": SAMPLE["nonce"], "encrypt_type": "aes",
+              "msg_signature": SAMPLE["msg_signature"]}
+    r = wx.api.client.simulate_post("/wechat/callback", params=params, body=SAMPLE["body"].encode())
+    assert r.status_code == 200
+    reply = xmltodict.parse(decrypt_reply(r.text, token=SAMPLE["token"], key=SAMPLE["encoding_aes_key"],
+                                          appid=SAMPLE["appid"]))["xml"]
+    assert reply["ToUserName"] == "oyORnuP8q7ou2gfYjqLzSIWZf0rs" and "abcdteT" in reply["Content"]
+    with wx.ctx.session() as s:
+        assert s.scalar(select(InboundMessage.dedupe_key)) == "msg:6054768590064713728"
+    params["msg_signature"] = "5d197aaffba7e9b25a30732f161a50dee96bd5fb"
+    assert wx.api.client.simulate_post("/wechat/callback", params=params, body=SAMPLE["body"].encode()).status_code == 403
