@@ -89,7 +89,7 @@ def _reconcile(ctx) -> str:
 def _cleanup(ctx) -> str:
     from .oauth import cleanup
     n = cleanup(ctx)
-    return f"deleted {n} expired sign-in row(s)" if n else ""
+    return f"deleted {n} expired sign-in and push row(s)" if n else ""
 
 
 @hookimpl

@@ -164,11 +164,15 @@ def exchange(ctx, login: str | None):
         return issue_customer_token(ctx, s, row.customer_id)
 
 
-def cleanup(ctx, now: dt.datetime | None = None) -> int:
-    """Delete expired states and login codes (a day after expiry)."""
+def cleanup(ctx, now: dt.datetime | None = None, keep_pushes: dt.timedelta = dt.timedelta(days=7)) -> int:
+    """Delete expired states and login codes (a day after expiry) and the dedupe rows of old pushes
+    (WeChat retries a push within seconds; a week is plenty)."""
     from sqlalchemy import delete
-    cutoff = (now or utcnow()) - dt.timedelta(days=1)
+
+    from .models import InboundMessage
+    now = now or utcnow()
     with ctx.transaction() as s:
-        n = s.execute(delete(OAuthState).where(OAuthState.expires_at < cutoff)).rowcount
-        n += s.execute(delete(LoginCode).where(LoginCode.expires_at < cutoff)).rowcount
+        n = s.execute(delete(OAuthState).where(OAuthState.expires_at < now - dt.timedelta(days=1))).rowcount
+        n += s.execute(delete(LoginCode).where(LoginCode.expires_at < now - dt.timedelta(days=1))).rowcount
+        n += s.execute(delete(InboundMessage).where(InboundMessage.created_at < now - keep_pushes)).rowcount
     return n

@@ -275,15 +275,24 @@ def settle(ctx, settings: Settings, data: dict, source: str, raw: str | None = N
         except IntegrityError:
             _record(s, data, source, "conflict", raw)
             return "conflict"
+        refused = None
         if order.status == "awaiting_payment" and order.total_fen == payment.amount_fen:
-            payment.status = "paid"
-            s.flush()
-            orders.pay(ctx, s, order.id, PROVIDER, {"reference": transaction_id}, PAY_CALLER)
-            _record(s, data, source, "accepted", raw)
-            return "accepted"
+            try:
+                with s.begin_nested():  # a plugin may still veto the payment (e.g. the prescription expired)
+                    payment.status = "paid"
+                    s.flush()
+                    orders.pay(ctx, s, order.id, PROVIDER, {"reference": transaction_id}, PAY_CALLER)
+            except DomainError as exc:
+                refused = exc.detail
+            else:
+                _record(s, data, source, "accepted", raw)
+                return "accepted"
+            s.refresh(order)
+            s.refresh(payment)
         payment.status = "refund_due"
-        _queue_refund(s, order, payment, "payment arrived after the order was "
-                      f"{order.status} (paid via {order.payment_provider or '-'})")
+        _queue_refund(s, order, payment, f"the order refused the payment: {refused}" if refused else
+                      f"payment arrived after the order was {order.status} "
+                      f"(paid via {order.payment_provider or '-'})")
         _record(s, data, source, "late", raw)
         audit.record(s, PAY_CALLER, "wechat.payment.late", "order", order.id,
                      after={"out_trade_no": out_trade_no, "transaction_id": transaction_id, "status": order.status},

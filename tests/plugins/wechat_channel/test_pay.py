@@ -279,3 +279,21 @@ def test_a_unified_order_answer_for_another_account_is_refused(wx, field, monkey
     assert r.status_code == 502
     with wx.ctx.session() as s:
         assert s.scalar(select(WechatPayment.status)) == "closed"
+
+
+def test_a_payment_another_plugin_vetoes_is_refunded_not_lost(make_wx):
+    from tests.core.factories import make_plugin
+    veto = make_plugin("rx_expiry", order_before_transition=lambda session, order, old_status, new_status, caller:
+                       "the prescription expired before payment" if new_status == "paid" else None)
+    wx = make_wx(extra_plugins=[veto])
+    order = wx.order()
+    no = prepay(wx, order["id"])["out_trade_no"]
+    r = wx.notify(wx.fake.notification(no))
+    assert r.status_code == 200 and answer(r)["return_code"] == "SUCCESS"  # handled: WeChat stops retrying
+    assert wx.order_row(order["id"]).status == "awaiting_payment" and verdicts(wx.ctx) == ["late"]
+    with wx.ctx.session() as s:
+        refund = s.scalars(select(WechatRefund)).one()
+        assert "prescription expired" in refund.reason
+        assert s.scalar(select(WechatPayment.status)) == "refund_due"
+    wx.dispatch()
+    assert f"{no}R" in wx.fake.refunds

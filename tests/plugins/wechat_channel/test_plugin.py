@@ -113,11 +113,24 @@ def test_commands_status_and_reconcile(initialised, fake, certs):
     assert refused.exit_code == 1 and "wechat.mch_id" in refused.stderr
 
 
-def test_jobs_reconcile_and_cleanup_are_registered(make_wx):
+def test_jobs_reconcile_and_cleanup(make_wx):
     from core.jobs import jobs_of
+    from plugins.wechat_channel.models import InboundMessage, OAuthState
+    from plugins.wechat_channel.oauth import cleanup
+    from sqlalchemy import func, select
+    from .helpers import event_message, post_push, push
     wx = make_wx()
-    names = {j.name for j in jobs_of(wx.ctx.registry)}
-    assert {"wechat.reconcile", "wechat.cleanup"} <= names
+    jobs = {j.name: j for j in jobs_of(wx.ctx.registry)}
+    assert {"wechat.reconcile", "wechat.cleanup"} <= set(jobs)
+    assert jobs["wechat.reconcile"].run(wx.ctx) == ""  # nothing pending
+    post_push(wx.api, push(event_message("o-old", "subscribe")))
+    wx.api.client.simulate_get("/wechat/oauth/start")
+    assert cleanup(wx.ctx) == 0  # everything is recent
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=8)
+    assert cleanup(wx.ctx, now=later) == 2
+    with wx.ctx.session() as s:
+        assert s.scalar(select(func.count()).select_from(InboundMessage)) == 0
+        assert s.scalar(select(func.count()).select_from(OAuthState)) == 0
 
 
 def test_every_hook_the_plugin_declares_is_documented_and_tested():
