@@ -56,9 +56,9 @@ def browser():
         chromium.close()
 
 
-def png() -> bytes:
-    """A small valid PNG (the prescription photo)."""
-    raw = b"".join(b"\x00" + bytes([200, 220, 255]) * 8 for _ in range(8))
+def png(shade: int = 0) -> bytes:
+    """A small valid PNG (the prescription photo); another ``shade`` is another document."""
+    raw = b"".join(b"\x00" + bytes([200, 220, shade % 256]) * 8 for _ in range(8))
 
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)

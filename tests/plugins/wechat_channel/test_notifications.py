@@ -156,3 +156,66 @@ def test_a_follower_row_is_not_needed(wx):
     paid_order(wx)
     wx.dispatch()
     assert len(wx.fake.templates) == 1
+
+
+# ------------------------------------------------------------------ prescription decisions
+
+def upload_prescription(wx, order_id, rx_id):
+    """The customer's multipart upload to prescription_review, as the H5 page sends it."""
+    import datetime as dt
+    import json
+
+    import requests
+    from .test_h5_browser import png
+    today = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=8)).date().isoformat()
+    prepared = requests.Request("POST", "http://x/", files={"document": ("rx.png", png(order_id), "image/png")}, data={
+        "patient_name": "张三", "patient_id_number": "11010519491231002X", "relationship": "self",
+        "prescriber": "李医生", "institution": "上海市第一人民医院", "prescription_number": f"RX-{order_id}",
+        "issue_date": today, "items": json.dumps([{"product_id": rx_id, "quantity": 1}])}).prepare()
+    r = wx.api.client.simulate_post(f"/api/v1/orders/{order_id}/prescription", body=prepared.body, headers={
+        **wx.api.headers("customer"), "Content-Type": prepared.headers["Content-Type"]})
+    assert r.status_code == 201, r.json
+    return r.json["id"]
+
+
+def licensed(wx):
+    import datetime as dt
+    r = wx.api.patch(f"/api/v1/users/{wx.api.user_ids['pharmacist']}", json={
+        "licence_number": "执业药师0001", "licence_expiry": (dt.date.today() + dt.timedelta(days=90)).isoformat()})
+    assert r.status_code == 200, r.json
+
+
+def test_prescription_decisions_arrive_as_review_templates_with_the_pharmacists_words(make_wx):
+    from tests.api.helpers import product, receive
+    wx = make_wx(enabled=["wechat_channel", "prescription_review"])
+    rx = product(wx.api, rx_class="rx", generic_name="阿莫西林胶囊", price_fen=3000)
+    receive(wx.api, wx.api.store_id, rx["id"], 10)
+    licensed(wx)
+    approved, rejected = wx.order([(rx["id"], 1)]), wx.order([(rx["id"], 1)])
+    p1, p2 = upload_prescription(wx, approved["id"], rx["id"]), upload_prescription(wx, rejected["id"], rx["id"])
+    assert wx.api.post(f"/api/v1/prescriptions/{p1}/approve", role="pharmacist", json={}).status_code == 200
+    r = wx.api.post(f"/api/v1/prescriptions/{p2}/reject", role="pharmacist",
+                    json={"reason_code": "illegible", "message": "照片模糊，请重新拍摄"})
+    assert r.status_code == 200, r.json
+    wx.dispatch()
+    by_order = {int(t["url"].rsplit("/", 1)[1]): t for t in wx.fake.templates}
+    assert by_order[approved["id"]]["template_id"] == "TPL-RXOK"
+    assert by_order[rejected["id"]]["template_id"] == "TPL-RXNO"
+    assert by_order[rejected["id"]]["data"]["keyword2"]["value"] == "照片模糊，请重新拍摄"
+    assert len(wx.fake.templates) == 2  # the status changes did not send a second copy
+    with wx.ctx.session() as s:
+        kinds = sorted(m.kind for m in s.scalars(select(OutboxMessage)))
+    assert kinds == ["customer.notify", "customer.notify"]
+
+
+def test_without_a_review_plugin_that_notifies_the_status_changes_send_them(make_wx):
+    from tests.core.factories import make_plugin
+    held = make_plugin("manual_review", order_hold=lambda session, order, extra, caller: "manual review")
+    wx = make_wx(extra_plugins=[held])
+    first, second = wx.order(), wx.order()
+    with wx.ctx.transaction() as s:
+        orders.approve_hold(wx.ctx, s, first["id"], CLERK, reason="checked")
+        orders.cancel(wx.ctx, s, second["id"], CLERK, "处方与订单不符")
+    wx.dispatch()
+    assert [t["template_id"] for t in wx.fake.templates] == ["TPL-RXOK", "TPL-RXNO"]
+    assert wx.fake.templates[1]["data"]["keyword2"]["value"] == "处方与订单不符"
