@@ -377,8 +377,13 @@ def _evaluate(ctx, session: Session, device: PosDevice, row: PosSale, sale: dict
         _flag(session, device, "stale_price", sale_id=row.id, client_sale_id=cid, payload=stale,
               detail=f"{len(stale)} line(s) sold at a price-list version older than allowed")
     drift = rules.clock_offset_s is not None and abs(rules.clock_offset_s) > rules.drift.total_seconds()
-    if drift or sale["sold_at"] > rules.received_at + rules.drift:
+    ahead = sale["sold_at"] > rules.received_at + rules.drift
+    if drift or ahead:
         flags.append("clock_drift")
+    if ahead:  # an upload-wide offset is flagged once per upload (see _finish); this one is the sale's own
+        _flag(session, device, "clock_drift", sale_id=row.id, client_sale_id=cid,
+              detail=f"the sale is dated {int((sale['sold_at'] - rules.received_at).total_seconds())} s after the "
+                     "server received it: the terminal's clock is wrong")
     twin = session.scalar(select(PosSale.id).where(PosSale.device_id == device.id,
                                                    PosSale.device_seq == sale["device_seq"],
                                                    PosSale.id != row.id).limit(1))

@@ -43,7 +43,8 @@ from typing import Callable
 
 import click
 
-__all__ = ["TerminalDB", "Client", "ServerUnreachable", "Refused", "SyncReport", "sync", "pull", "terminal_cli"]
+__all__ = ["TerminalDB", "Client", "ServerUnreachable", "Refused", "SaleRefused", "SyncReport", "sync", "pull",
+           "terminal_cli"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -56,6 +57,10 @@ CREATE TABLE IF NOT EXISTS sales (client_sale_id TEXT PRIMARY KEY, seq INTEGER U
     status TEXT NOT NULL DEFAULT 'queued', result TEXT, created_at TEXT NOT NULL, synced_at TEXT);
 CREATE INDEX IF NOT EXISTS ix_sales_status_seq ON sales (status, seq);
 """
+
+
+class SaleRefused(Exception):
+    """The local catalogue says the sale may not be made (unknown product, restriction, missing ID)."""
 
 
 def _now() -> dt.datetime:
@@ -144,14 +149,14 @@ class TerminalDB:
             for product_id, quantity in lines:
                 p = self.conn.execute("SELECT * FROM products WHERE id = ?", (product_id,)).fetchone()
                 if p is None:
-                    raise click.ClickException(f"product {product_id} is not in the local catalogue: pull first")
+                    raise SaleRefused(f"product {product_id} is not in the local catalogue: pull first")
                 if not p["allowed"]:
-                    raise click.ClickException(f"product {product_id} may not be sold here: "
+                    raise SaleRefused(f"product {product_id} may not be sold here: "
                                                f"{'; '.join(json.loads(p['reasons']))}")
                 if p["needs_prescription"] and not prescription_id:
-                    raise click.ClickException(f"product {product_id} is Rx: give the approved prescription id")
+                    raise SaleRefused(f"product {product_id} is Rx: give the approved prescription id")
                 if p["needs_buyer_id"] and not buyer_id_number:
-                    raise click.ClickException(f"product {product_id} contains ephedrine: give the buyer's ID")
+                    raise SaleRefused(f"product {product_id} contains ephedrine: give the buyer's ID")
                 body_lines.append({"line_id": uuid.uuid4().hex, "product_id": product_id, "quantity": quantity,
                                    "unit_price_fen": p["price_fen"], "price_list_version": p["price_list_version"]})
             total = sum(l["quantity"] * l["unit_price_fen"] for l in body_lines)
@@ -398,8 +403,11 @@ def sell_cmd(db: TerminalDB, lines, method, customer_id, buyer_id_number, prescr
         except ValueError:
             raise click.BadParameter(f"{item!r}: write PRODUCT_ID:QTY, e.g. 12:2") from None
         parsed.append((pid, qty))
-    sale = db.record_sale(parsed, method=method, customer_id=customer_id, buyer_id_number=buyer_id_number,
-                          prescription_id=prescription_id)
+    try:
+        sale = db.record_sale(parsed, method=method, customer_id=customer_id, buyer_id_number=buyer_id_number,
+                              prescription_id=prescription_id)
+    except SaleRefused as exc:
+        _fail(exc)
     total = sale["payments"][0]["amount_fen"]
     click.echo(f"sale #{sale['device_seq']} queued: {total / 100:.2f} yuan ({sale['client_sale_id']})")
 
