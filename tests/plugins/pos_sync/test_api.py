@@ -3,7 +3,6 @@ import hashlib
 import uuid
 
 import pytest
-from sqlalchemy import select
 
 from core import people
 from core.auth import SYSTEM

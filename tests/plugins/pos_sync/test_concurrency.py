@@ -10,9 +10,8 @@ from core.db import make_engine, make_sessionmaker
 from core.models import Order, StockLot
 from plugins.pos_sync import sales
 from plugins.pos_sync.models import PosSale
-from tests.core.factories import make_plugin
 
-from .helpers import pos_ctx, register, sale, shop, upload
+from .helpers import pos_ctx, register, sale, shop
 from .helpers import Shop
 
 THREADS = 6

@@ -13,7 +13,7 @@ from plugins.pos_sync.devices import DeviceRefused
 from plugins.pos_sync.models import PosDevice, PosSaleFlag
 from tests.core.factories import ADMIN, store
 
-from .helpers import manager_of, pos_ctx, register, sale, shop, statuses, upload
+from .helpers import manager_of, pos_ctx, sale, shop, statuses, upload
 
 
 def test_registration_shows_the_secret_once_and_stores_only_its_hash(make_ctx):

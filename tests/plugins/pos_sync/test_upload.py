@@ -8,7 +8,6 @@ from core import stock
 from core.db import utcnow
 from core.errors import ValidationFailed
 from core.models import Order, OrderEvent, StockLot
-from plugins.pos_sync import sales
 from plugins.pos_sync.models import PosSale, PosSaleFlag, PosStockDiscrepancy
 from tests.core.factories import make_plugin, receive
 
