@@ -533,3 +533,52 @@ def fake_http():
     server = FakeHttpServer()
     yield server
     server.close()
+
+
+# ------------------------------------------------------------------ browser tests (pages)
+
+CHROMIUM = os.environ.get("PHARMO2O_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+class LiveServer:
+    """An app served over real HTTP on 127.0.0.1 (a free port) from a thread, for a browser to open."""
+
+    def __init__(self, app) -> None:
+        from socketserver import ThreadingMixIn
+        from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+        class Server(ThreadingMixIn, WSGIServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        class QuietHandler(WSGIRequestHandler):
+            def log_message(self, format, *args):  # noqa: A002 - the app writes its own access log
+                pass
+
+        import threading
+        self.httpd = make_server("127.0.0.1", 0, app, server_class=Server, handler_class=QuietHandler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="pharmo2o-live-server", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the whole run: Debian's package driven by Playwright (never a download).
+
+    One per session because Playwright's sync API cannot be started twice in one thread.
+    """
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/system-deps.sh` (Debian's chromium package)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -8,47 +8,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
 from pathlib import Path
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
-from core.testing import TEST_PASSWORD
+from core.testing import TEST_PASSWORD, LiveServer
 
-CHROMIUM = os.environ.get("PHARMO2O_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOTS = Path(os.environ.get("PHARMO2O_SCREENSHOTS", Path(__file__).parent / "screenshots"))
 LAPTOP = {"width": 1366, "height": 900}
 TABLET = {"width": 820, "height": 1180}
 TIMEOUT_MS = 15_000
-
-
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the app writes its own access log
-        pass
-
-
-class LiveServer:
-    """The app served over real HTTP on 127.0.0.1 (a free port) from a thread."""
-
-    def __init__(self, app) -> None:
-        self.httpd = make_server("127.0.0.1", 0, app, server_class=_Server, handler_class=_QuietHandler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="console-live-server", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
 
 
 @pytest.fixture
@@ -58,17 +27,6 @@ def live(api):
     server = LiveServer(api.app)
     yield api, server
     server.stop()
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/system-deps.sh` (Debian's chromium package)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="session")

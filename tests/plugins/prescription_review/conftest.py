@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.console.conftest import LAPTOP, TIMEOUT_MS, Console, LiveServer, browser  # noqa: F401  (fixture)
+from core.testing import LiveServer
+from tests.console.conftest import LAPTOP, TIMEOUT_MS, Console
 
 SCREENSHOTS = Path(os.environ.get("PHARMO2O_RX_SCREENSHOTS", Path(__file__).parent / "screenshots"))
 
@@ -26,7 +27,7 @@ def live_server():
 
 
 @pytest.fixture
-def console_for(browser, request):  # noqa: F811  (the imported fixture)
+def console_for(browser, request):
     """``console_for(server)``: a fresh laptop-width browser context on ``server``, like the console tests'."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     contexts = []

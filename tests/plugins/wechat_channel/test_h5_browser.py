@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.api.helpers import product, receive
-from tests.console.conftest import CHROMIUM, CHROMIUM_ARGS, LiveServer
+from core.testing import LiveServer
 
 from .fake_wechat import sign
 from .helpers import API_KEY, event_message, post_push, push, shop
@@ -43,17 +43,6 @@ class Holder:
 
     def __call__(self, environ, start_response):
         return self.app(environ, start_response)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/system-deps.sh` (Debian's chromium package)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def png(shade: int = 0) -> bytes:
