@@ -96,7 +96,8 @@ def test_role_matrix(world, role):
     assert not wrong, "\n".join(wrong)
 
 
-def test_a_plugin_can_admit_more_roles_through_register_permissions(make_api):
+def test_hook_register_permissions(make_api):
+    """A plugin can admit more roles to an operation, never fewer."""
     from .plugins import make_plugin
     plugin = make_plugin("clerk_refunds", register_permissions=lambda: {"orders.refund": ["clerk"]})
     api = make_api(extra_plugins=[plugin])
