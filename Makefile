@@ -14,8 +14,11 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
+BUNDLED := prescription_review loyalty pos_sync wechat_channel
+
 run: $(STAMP)
 	$(BIN)/pharmo2o init
+	$(BIN)/pharmo2o plugins enable $(BUNDLED)
 	$(BIN)/pharmo2o demo
 	$(BIN)/pharmo2o serve --bind 127.0.0.1:8000
 
