@@ -85,6 +85,27 @@ def register_commands(cli):
 
 
 @hookimpl
+def register_jobs():
+    """Vesting hourly, expiry and tier ageing daily: each run is idempotent (ledger source keys)."""
+    from core.jobs import Job
+
+    def vest(ctx):
+        done = services.run_vest(ctx, settings_of(ctx.config), None)["orders"]
+        return f"vested the points of {done} order(s)" if done else ""
+
+    def expire(ctx):
+        result = services.run_expire(ctx, settings_of(ctx.config), None)
+        return f"expired {result['points']} point(s)" if result["points"] else ""
+
+    def tiers(ctx):
+        changed = services.run_tiers(ctx, settings_of(ctx.config), None)["changed"]
+        return f"{changed} member(s) changed tier" if changed else ""
+
+    return [Job("loyalty.vest", 3600, vest), Job("loyalty.expire", 24 * 3600, expire),
+            Job("loyalty.tiers", 24 * 3600, tiers)]
+
+
+@hookimpl
 def register_routes():
     from .api import routes
     return routes()
