@@ -6,7 +6,7 @@ set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v pg_isready >/dev/null 2>&1 || need+=(postgresql-client)
-fc-list 2>/dev/null | grep -qi 'noto.*cjk\|wqy' || need+=(fonts-noto-cjk)
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)   # readable Chinese in screenshots
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "error: missing system packages: ${need[*]} (run as root or install them with apt-get)" >&2
