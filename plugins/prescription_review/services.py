@@ -558,8 +558,8 @@ def payment_refusal(session: Session, order: Order, now: dt.datetime | None = No
     return None
 
 
-def dispense_refusal(session: Session, order: Order, caller: Caller) -> str | None:
-    """Why ``caller`` may not dispense (fulfil) an Rx order, or ``None``."""
+def dispense_refusal(session: Session, order: Order, caller: Caller, now: dt.datetime | None = None) -> str | None:
+    """Why ``caller`` may not dispense (fulfil) an Rx order, or ``None``: validity is checked again here."""
     if not rx_lines(order):
         return None
     p = order_prescription(session, order)
@@ -568,6 +568,9 @@ def dispense_refusal(session: Session, order: Order, caller: Caller) -> str | No
     if caller.is_staff and caller.user_id is not None and caller.user_id == p.decided_by_user_id:
         return (f"{caller.actor} approved prescription #{p.id} and may not also dispense it: "
                 "another staff member must dispense")
+    if settings_for(session).today(now) > p.valid_until:
+        return (f"prescription #{p.id} expired on {p.valid_until.isoformat()} (checked again at dispensing): "
+                "refund the order; the customer needs a new prescription")
     return None
 
 

@@ -106,6 +106,20 @@ def test_the_dispenser_is_recorded_and_is_never_the_approving_pharmacist(make_ap
     assert api.post(f"/api/v1/orders/{o2['id']}/fulfil", role="clerk").status_code == 200
 
 
+def test_validity_is_checked_again_at_dispensing(make_api, tmp_path):
+    api = rx_api(make_api, tmp_path)
+    o, p = submitted(api)
+    assert decide(api, p["id"], "approve").status_code == 200
+    assert _pay(api, o["id"]).status_code == 200
+    clerk = _caller(api, "clerk")
+    with api.ctx.session() as s:
+        order_row = s.get(Order, o["id"])
+        assert services.dispense_refusal(s, order_row, clerk) is None  # still valid today
+        later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=5)
+        refusal = services.dispense_refusal(s, order_row, clerk, now=later)
+    assert f"prescription #{p['id']} expired" in refusal and "checked again at dispensing" in refusal
+
+
 def test_an_approved_prescription_named_on_a_new_order_covers_what_it_has_left(make_api, tmp_path):
     api = rx_api(make_api, tmp_path)
     o1 = held(api, [(api.rx, 2)])
