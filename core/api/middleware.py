@@ -37,6 +37,9 @@ class RequestContext:
         self.writes = True  # whether the session commits (set from the operation before first use)
         self._stack: ExitStack | None = None
         self._session = None
+        #: work to do in units of its own once the request's unit has ended (committed or rolled
+        #: back), e.g. counting a refused attempt that must persist although the request failed
+        self.after_unit: list = []
 
     @property
     def session(self):
@@ -99,13 +102,18 @@ class TransactionMiddleware:
 
     def process_response(self, req, resp, resource, req_succeeded: bool) -> None:
         rc = req.context
-        if not rc.session_open:
-            return
-        stack, rc._stack, rc._session = rc._stack, None, None
-        if req_succeeded and not rc.failed and resp.status_code < 400:
-            stack.close()  # commit (raises on failure: handled like any error)
-        else:
-            stack.__exit__(_Rollback, _Rollback(), None)
+        if rc.session_open:
+            stack, rc._stack, rc._session = rc._stack, None, None
+            if req_succeeded and not rc.failed and resp.status_code < 400:
+                stack.close()  # commit (raises on failure: handled like any error)
+            else:
+                stack.__exit__(_Rollback, _Rollback(), None)
+        for work in rc.after_unit:
+            try:
+                work()
+            except Exception:  # never replaces the answer the client is getting
+                logging.getLogger("pharmo2o.api").exception("after-request work failed",
+                                                            extra={"request_id": rc.request_id})
 
 
 class _Rollback(Exception):

@@ -186,3 +186,25 @@ def test_delivery_needs_an_address(api):
     api.post(f"/api/v1/orders/{oid}/pay", role="clerk", json={"provider": "manual", "reference": "POS-1"})
     assert api.post(f"/api/v1/orders/{oid}/fulfil", role="clerk").json["status"] == "dispatched"
     assert api.post(f"/api/v1/orders/{oid}/complete", role="clerk", json={}).json["status"] == "completed"
+
+
+def test_wrong_pickup_codes_lock_the_hand_over_of_that_order_only(api):
+    a = stocked(api, 10)
+    ids = []
+    for _ in range(2):
+        oid = place(api, [(a["id"], 1)]).json["id"]
+        assert api.post(f"/api/v1/orders/{oid}/pay", role="clerk", json={"provider": "cash"}).status_code == 200
+        assert api.post(f"/api/v1/orders/{oid}/fulfil", role="clerk").status_code == 200
+        ids.append(oid)
+    target, other = ids
+    code = api.get(f"/api/v1/orders/{target}", role="customer").json["pickup_code"]
+    wrong = "000000" if code != "000000" else "111111"
+    for _ in range(5):  # [api] login_max_failures, 5 by default
+        r = api.post(f"/api/v1/orders/{target}/complete", role="clerk", json={"pickup_code": wrong})
+        assert r.status_code == 422 and "pickup_code" in fields(r)
+    r = api.post(f"/api/v1/orders/{target}/complete", role="clerk", json={"pickup_code": code})
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0  # even the right code waits now
+    assert api.get(f"/api/v1/orders/{target}").json["status"] == "ready"
+    other_code = api.get(f"/api/v1/orders/{other}", role="customer").json["pickup_code"]
+    r = api.post(f"/api/v1/orders/{other}/complete", role="clerk", json={"pickup_code": other_code})
+    assert r.status_code == 200 and r.json["status"] == "completed"

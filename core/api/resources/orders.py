@@ -1,8 +1,12 @@
 """Orders: placing them (idempotently), reading them, and moving them through the state machine."""
 from __future__ import annotations
 
+import math
+
 from ... import orders
 from ...errors import Forbidden, ValidationFailed
+from .. import throttle
+from ..errors import TooManyRequests
 from ..access import check_order, check_store, store_scope
 from ..operations import EVERYONE, STAFF, operation
 from ..pagination import decode_cursor, page_body
@@ -129,9 +133,28 @@ class OrderComplete:
     @operation("orders.complete", roles=STAFF, body=CompleteBody, response=OrderOut, tags=("orders",),
                summary="Hand the order over (pickup orders need the customer's pickup code)", errors=(404, 409))
     def on_post(self, req, resp, order_id):
+        # wrong pickup codes are counted per order in the login-throttle table, after the request's unit
+        # (it rolls back on the refusal): after [api] login_max_failures the order's hand-over is
+        # locked for a while, so a six-digit code cannot be guessed at the counter
+        ctx, key = req.context.ctx, f"pickup-code:{order_id}"
+        with ctx.session() as session:
+            wait = throttle.locked_for(session, key, "")
+        if wait is not None:
+            seconds = max(1, math.ceil(wait.total_seconds()))
+            raise TooManyRequests(f"too many wrong pickup codes for order {order_id}; retry in {seconds} s",
+                                  headers={"Retry-After": str(seconds)})
         _load(req, order_id, lock=True)
-        _answer(req, resp, orders.complete(req.context.ctx, req.context.session, order_id, req.context.caller,
-                                           req.context.body.pickup_code))
+        try:
+            order = orders.complete(ctx, req.context.session, order_id, req.context.caller,
+                                    req.context.body.pickup_code)
+        except ValidationFailed as exc:
+            if any(f.get("field") == "pickup_code" for f in exc.fields):
+                def count_failure():
+                    with ctx.transaction() as session:
+                        throttle.record_failure(session, key, "", throttle.policy(ctx))
+                req.context.after_unit.append(count_failure)
+            raise
+        _answer(req, resp, order)
 
 
 class OrderRefund:
