@@ -592,3 +592,41 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "browser" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.browser)
+
+
+# ------------------------------------------------------------------ races
+
+def wide_context(ctx, size: int = 60) -> Context:
+    """A second Context on ``ctx``'s database whose pool has room for ``size`` threads at once."""
+    from .db import make_engine, make_sessionmaker
+    engine = make_engine(ctx.config.database_url, pool_size=size, max_overflow=5, pool_timeout=60)
+    return Context(ctx.config, engine, make_sessionmaker(engine), ctx.registry)
+
+
+def run_threads(n: int, fn, timeout: float = 120):
+    """Start ``n`` threads at once (a barrier) on ``fn(i)``; ``(results, errors)`` in completion order.
+
+    Fails the test when a thread is still running after ``timeout`` seconds (a hang, not a race).
+    """
+    import threading
+    barrier = threading.Barrier(n)
+    results, errors = [], []
+    lock = threading.Lock()
+
+    def worker(i):
+        barrier.wait()
+        try:
+            r = fn(i)
+            with lock:
+                results.append(r)
+        except Exception as exc:  # collected and asserted by the caller
+            with lock:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), "a worker hung"
+    return results, errors

@@ -1,48 +1,15 @@
 """Races on the last units, on whichever backend the run uses (CI runs both)."""
-import threading
-
 from sqlalchemy import func, select
 
 from core import orders, stock
-from core.context import Context
-from core.db import make_engine, make_sessionmaker
 from core.errors import InsufficientStock
 from core.models import Order
+from core.testing import run_threads, wide_context
 
 from .factories import ADMIN, customer, product, receive, store
 
 ATTEMPTS = 60
 UNITS = 10
-
-
-def wide_context(ctx) -> Context:
-    """A second Context on the same database with a pool large enough for every thread."""
-    engine = make_engine(ctx.config.database_url, pool_size=ATTEMPTS, max_overflow=5, pool_timeout=60)
-    return Context(ctx.config, engine, make_sessionmaker(engine), ctx.registry)
-
-
-def run_threads(n, fn):
-    barrier = threading.Barrier(n)
-    results, errors = [], []
-    lock = threading.Lock()
-
-    def worker(i):
-        barrier.wait()
-        try:
-            r = fn(i)
-            with lock:
-                results.append(r)
-        except Exception as exc:  # collected and asserted by the caller
-            with lock:
-                errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a checkout hung"
-    return results, errors
 
 
 def test_concurrent_checkouts_for_the_last_units_never_oversell(ctx, db_backend):
@@ -51,7 +18,7 @@ def test_concurrent_checkouts_for_the_last_units_never_oversell(ctx, db_backend)
         receive(ctx, s, st.id, p.id, 6, days=40)
         receive(ctx, s, st.id, p.id, UNITS - 6, days=80)
         sid, pid, cid = st.id, p.id, c.id
-    wide = wide_context(ctx)
+    wide = wide_context(ctx, ATTEMPTS)
 
     def checkout(i):
         with wide.transaction() as s:
@@ -80,7 +47,7 @@ def test_concurrent_retries_with_one_idempotency_key_make_one_order(ctx):
         st, p, c = store(s), product(s), customer(s)
         receive(ctx, s, st.id, p.id, 100)
         sid, pid, cid = st.id, p.id, c.id
-    wide = wide_context(ctx)
+    wide = wide_context(ctx, ATTEMPTS)
 
     def create(i):
         with wide.transaction() as s:

@@ -1,15 +1,12 @@
 """Builders and readers shared by the loyalty plugin's tests."""
 from __future__ import annotations
 
-import threading
-
 from sqlalchemy import func, select
 
 from core import orders
 from core.auth import Caller
-from core.context import Context
-from core.db import make_engine, make_sessionmaker
 from core.models import Order
+from core.testing import run_threads, wide_context  # noqa: F401 (used by the tests through this module)
 from plugins.loyalty import ledger, services
 from plugins.loyalty.models import LedgerEntry, LoyaltyMember, PointsLot
 from plugins.loyalty.settings import settings_of
@@ -139,34 +136,3 @@ def lots(ctx, cid):
 def order_count(ctx):
     with ctx.session() as s:
         return s.scalar(select(func.count()).select_from(Order))
-
-
-def wide_context(ctx, size) -> Context:
-    """A second Context on the same database with a pool large enough for every thread."""
-    engine = make_engine(ctx.config.database_url, pool_size=size, max_overflow=5, pool_timeout=60)
-    return Context(ctx.config, engine, make_sessionmaker(engine), ctx.registry)
-
-
-def run_threads(n, fn):
-    """Start ``n`` threads at once on ``fn(i)``; ``(results, errors)``."""
-    barrier = threading.Barrier(n)
-    results, errors = [], []
-    lock = threading.Lock()
-
-    def worker(i):
-        barrier.wait()
-        try:
-            r = fn(i)
-            with lock:
-                results.append(r)
-        except Exception as exc:  # collected and asserted by the caller
-            with lock:
-                errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a worker hung"
-    return results, errors

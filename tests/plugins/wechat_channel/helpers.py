@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import itertools
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -15,6 +14,7 @@ from wechatpy.utils import WeChatSigner
 from core import outbox
 from core.models import Customer, Order
 from core.testing import ApiClient
+from core.testing import run_threads  # noqa: F401 (used by the tests through this module)
 from tests.api.helpers import product, receive
 
 APPID = "wx5f3c1e0a9b7d2c4e"
@@ -158,28 +158,3 @@ def shop(api: ApiClient, fake, *, openid: str | None = "o-customer-1", price_fen
 def openid_of(ctx, customer_id: int) -> str | None:
     with ctx.session() as s:
         return s.scalar(select(Customer.openid).where(Customer.id == customer_id))
-
-
-def run_threads(n, fn):
-    """Start ``n`` threads at once on ``fn(i)``; ``(results, errors)``."""
-    barrier = threading.Barrier(n)
-    results, errors = [], []
-    lock = threading.Lock()
-
-    def worker(i):
-        barrier.wait()
-        try:
-            r = fn(i)
-            with lock:
-                results.append(r)
-        except Exception as exc:  # collected and asserted by the caller
-            with lock:
-                errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a worker hung"
-    return results, errors
