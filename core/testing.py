@@ -535,6 +535,134 @@ def fake_http():
     server.close()
 
 
+# ------------------------------------------------------------------ real servers (gunicorn)
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class GunicornServer:
+    """``ctx``'s database and configuration served by gunicorn, as ``pharmo2o serve`` runs it.
+
+    A separate process group on 127.0.0.1 (a free port, or ``port``) with ``workers`` sync
+    workers, started, stopped, killed (SIGKILL) and started again at will; everything it writes
+    goes to ``log_path`` (a file, not a pipe: a full pipe would block the workers). ``settings``
+    (``{"section.key": value}``) are added to the configuration file it is given.
+    """
+
+    def __init__(self, ctx: Context, tmp_path: Path, *, workers: int = 2, name: str = "gunicorn",
+                 port: int | None = None, timeout: int | None = None, settings: dict | None = None) -> None:
+        import copy
+
+        import tomli_w
+        data = copy.deepcopy(ctx.config.data)
+        for key, value in (settings or {}).items():
+            node = data
+            *parents, last = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = value
+        self.workdir = tmp_path / name
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config = self.workdir / "pharmo2o.toml"
+        self.config.write_text(tomli_w.dumps(data), encoding="utf-8")
+        self.log_path = self.workdir / "server.log"
+        self.workers, self.timeout = workers, timeout
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self, wait: float = 60) -> "GunicornServer":
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PHARMO2O_")}
+        extra = "" if self.timeout is None else f", timeout={self.timeout}"
+        code = (f"from core.api.server import serve; "
+                f"serve({str(self.config)!r}, '127.0.0.1:{self.port}', {self.workers}{extra})")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=self.workdir, env=env, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + wait
+        while True:  # up when every worker can answer (health reaches the database)
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v1/health", timeout=2) as r:
+                    if r.status == 200 and len(self.worker_pids()) >= self.workers:
+                        return self
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"gunicorn did not come up:\n{self.log_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def worker_pids(self) -> list[int]:
+        """The gunicorn workers (children of the master) alive now."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        except OSError:
+            return []
+        return [int(pid) for pid in children]
+
+    def kill_worker(self, pid: int | None = None) -> int:
+        """SIGKILL one worker (the first one unless ``pid``); the master forks a replacement."""
+        import signal
+        pid = pid or self.worker_pids()[0]
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def stop(self, timeout: float = 30) -> None:
+        """A graceful stop (SIGTERM: the workers finish their requests), SIGKILL after ``timeout``."""
+        import signal
+        import subprocess
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = None
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the whole server (master and workers): whatever it was doing is cut off."""
+        import signal
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=20)
+        self.proc = None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def gunicorn(tmp_path):
+    """``gunicorn(ctx, workers=2, **kw)`` -> a started :class:`GunicornServer`; all stopped after the test."""
+    started: list[GunicornServer] = []
+
+    def factory(ctx: Context, **kw) -> GunicornServer:
+        kw.setdefault("name", f"gunicorn-{len(started) + 1}")
+        server = GunicornServer(ctx, tmp_path, **kw)
+        started.append(server)
+        return server.start()
+
+    yield factory
+    for server in started:
+        server.stop(timeout=10)
+
+
 # ------------------------------------------------------------------ browser tests (pages)
 
 CHROMIUM = os.environ.get("PHARMO2O_CHROMIUM", "/usr/bin/chromium")

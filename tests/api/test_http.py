@@ -4,11 +4,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,52 +17,14 @@ from core.auth import SYSTEM
 REPO = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def write_config(tmp_path: Path, url: str) -> Path:
-    path = tmp_path / "serve.toml"
-    path.write_text(f'database_url = "{url}"\n[plugins]\nenabled = []\n', encoding="utf-8")
-    return path
-
-
 @pytest.fixture
-def served(make_ctx, tmp_path):
+def served(make_ctx, gunicorn):
     """A migrated database with an admin, served by two gunicorn workers; yields the base URL."""
     ctx = make_ctx()
     with ctx.transaction() as s:
         people.create_user(s, {"username": "boss", "password": "boss-password", "role": "admin"}, SYSTEM)
-    config = write_config(tmp_path, ctx.config.database_url)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PHARMO2O_")}
-    code = f"from core.api.server import serve; serve({str(config)!r}, '127.0.0.1:{port}', 2)"
-    log = (tmp_path / "gunicorn.log").open("wb")  # a file, not a pipe: a full pipe would block the workers
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"gunicorn did not come up:\n{(tmp_path / 'gunicorn.log').read_text(errors='replace')}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+    server = gunicorn(ctx, workers=2)
+    return server.url
 
 
 def test_smoke_over_http(served, tmp_path):
@@ -99,7 +58,7 @@ def test_smoke_over_http(served, tmp_path):
     assert http.get(f"{served}/api/v1/stores").status_code == 401
     # the workers log one JSON line per request, with its request id and without the token
     token = http.headers["Authorization"].split()[1]
-    log = (tmp_path / "gunicorn.log").read_text(errors="replace")
+    log = served_log(tmp_path)
     access = [json.loads(line) for line in log.splitlines()
               if line.startswith("{") and '"pharmo2o.api.access"' in line]
     assert any(a["path"] == "/api/v1/orders" and a["status"] == 201 and a["request_id"] for a in access), log[-2000:]
@@ -114,3 +73,13 @@ def test_gunicorn_conf_loads_the_app(make_ctx, tmp_path):
     done = subprocess.run([str(gunicorn), "-c", str(REPO / "gunicorn.conf.py"), "--check-config"], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def write_config(tmp_path: Path, url: str) -> Path:
+    path = tmp_path / "serve.toml"
+    path.write_text(f'database_url = "{url}"\n[plugins]\nenabled = []\n', encoding="utf-8")
+    return path
+
+
+def served_log(tmp_path: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in tmp_path.glob("gunicorn-*/server.log"))

@@ -1,0 +1,1 @@
+"""Reliability and security: load, faults, hostile input, authorisation (issue #10)."""
