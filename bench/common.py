@@ -126,17 +126,28 @@ class Server:
     ``base`` is its URL; ``token()`` logs the admin in; ``worker_pids()`` lists its workers.
     """
 
-    def __init__(self, db: Database, workers: int = 2, name: str = "server") -> None:
+    def __init__(self, db: Database, workers: int = 2, name: str = "server", plugins: list[str] | None = None) -> None:
         self.db, self.workers, self.name = db, workers, name
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = db.workdir / f"{name}.log"
         self.proc = None
+        #: the configuration served: the database's, or a copy enabling only ``plugins`` (same database,
+        #: e.g. core only beside all plugins; the database must have been created with at least those)
+        self.config = db.config
+        if plugins is not None:
+            import tomllib
+            import tomli_w
+            settings = tomllib.loads(db.config.read_text(encoding="utf-8"))
+            settings.setdefault("plugins", {})["enabled"] = list(plugins)
+            self.config = db.workdir / f"{name}.toml"
+            self.config.write_text(tomli_w.dumps(settings), encoding="utf-8")
 
     def __enter__(self) -> "Server":
-        code = f"from core.api.server import serve; serve({str(self.db.config)!r}, '127.0.0.1:{self.port}', {self.workers})"
+        code = f"from core.api.server import serve; serve({str(self.config)!r}, '127.0.0.1:{self.port}', {self.workers})"
+        env = self.db.env() | {"PHARMO2O_CONFIG": str(self.config)}
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=self.db.workdir, env=self.db.env(),
+            self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=self.db.workdir, env=env,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while True:
@@ -194,6 +205,68 @@ class Vacuum:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+# ------------------------------------------------------------------ HTTP load with wrk
+
+def ensure_wrk() -> str:
+    """The path of Debian's ``wrk``, installed with apt-get when missing and running as root
+    (as scripts/system-deps.sh does); otherwise the bench stops with what to install."""
+    import shutil
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing wrk (apt-get install wrk)", file=sys.stderr)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "wrk"], env=env, check=False)
+        found = shutil.which("wrk")
+        if found:
+            return found
+    raise SystemExit("error: this bench needs the HTTP load generator wrk: apt-get install wrk (as root)")
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _ms(text: str) -> float:
+    for unit in ("us", "ms", "s", "m"):
+        if text.endswith(unit) and text[:-len(unit)].replace(".", "", 1).isdigit():
+            return float(text[:-len(unit)]) * _UNITS[unit]
+    raise ValueError(f"not a wrk duration: {text!r}")
+
+
+def wrk(url: str, *, connections: int, duration: float = 5, threads: int | None = None,
+        headers: dict | None = None, timeout: float = 10) -> dict:
+    """Run ``wrk --latency`` against ``url``: ``{"rps", "p50", "p99" (ms), "requests", "errors"}``.
+
+    Any non-2xx/3xx answer ends the bench (a fast 401 is not a figure); socket errors
+    (connect, read, write, timeout) are counted in ``errors``.
+    """
+    threads = threads or min(connections, 2)
+    cmd = [ensure_wrk(), f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", f"--timeout={max(1, round(timeout))}s", "--latency"]
+    for key, value in (headers or {}).items():
+        cmd += ["-H", f"{key}: {value}"]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=False)
+    if out.returncode:
+        raise SystemExit(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    result = {"errors": 0, "requests": 0}
+    for line in out.stdout.splitlines():
+        words = line.split()
+        if line.startswith("Requests/sec:"):
+            result["rps"] = float(words[1])
+        elif len(words) == 2 and words[0] in ("50%", "99%"):
+            result["p" + words[0][:-1]] = _ms(words[1])
+        elif "requests in" in line:
+            result["requests"] = int(words[0])
+        elif line.strip().startswith("Non-2xx or 3xx responses:"):
+            raise SystemExit(f"wrk got error answers from {url}:\n{out.stdout}")
+        elif line.strip().startswith("Socket errors:"):
+            result["errors"] = sum(int(w.rstrip(",")) for w in words if w.rstrip(",").isdigit())
+    if "rps" not in result or "p50" not in result:
+        raise SystemExit(f"could not read wrk's output:\n{out.stdout}\n{out.stderr}")
+    return result
 
 
 # ------------------------------------------------------------------ statistics and the results file

@@ -1,0 +1,147 @@
+"""Benchmark of the API's read overhead (issue 11, figure 1): ``GET /api/v1/products/{id}``.
+
+Three servers on one fresh database, each gunicorn with the same worker count and class:
+
+- ``all``:  pharmo2o with the four bundled plugins enabled;
+- ``core``: pharmo2o with no plugin enabled (same database, its own configuration);
+- ``bare``: bench/bare_app.py, Falcon + one SQLAlchemy Core select of the same row, no token.
+
+``wrk --latency`` loads each at 1, 16 and 64 connections for ``--duration`` seconds, the servers
+taking turns within each round (the order rotates from round to round); each figure is the
+median of ``--rounds`` rounds, each ratio the median of the per-round ratios. pharmo2o's
+endpoint needs a bearer token (every role may read a product), so wrk sends an admin's
+token to all three: pharmo2o pays the token lookup, the bare app does not.
+
+Targets: all ÷ bare >= 0.85 and all ÷ core >= 0.95 (requests/s)::
+
+    python bench/api_read.py                      # both databases, 5 s x 3 rounds, 2 workers
+    python bench/api_read.py --database sqlite --duration 3 --rounds 5
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (ALL_PLUGINS, DEFAULT_PG, REPO, Database, Server, call, ensure_wrk, free_port,  # noqa: E402
+                    median, record, table, wrk)
+
+APPS = ("all", "core", "bare")
+TARGETS = {"all/bare": 0.85, "all/core": 0.95}
+
+
+class BareServer:
+    """bench/bare_app.py under gunicorn on ``db``'s database; a context manager like :class:`common.Server`."""
+
+    def __init__(self, db: Database, workers: int, path: str) -> None:
+        self.db, self.workers, self.path = db, workers, path
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = db.workdir / "bare.log"
+        self.proc = None
+
+    def __enter__(self) -> "BareServer":
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(REPO / "bench" / "bare_app.py"), "--database-url", self.db.url,
+                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers)],
+                cwd=self.db.workdir, env=self.db.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(self.base + self.path, timeout=2).read()
+                return self
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(self.log_path.read_text(errors="replace")[-3000:])
+            time.sleep(0.2)
+
+    def __exit__(self, *exc) -> None:
+        import os
+        import signal
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def bench(kind: str, args) -> str:
+    with Database(kind, plugins=ALL_PLUGINS, pg_url=args.pg_url) as db, \
+            Server(db, args.workers, "all") as ours_all, Server(db, args.workers, "core", plugins=[]) as ours_core:
+        token = ours_all.token()
+        product = call(ours_all.base, "POST", "/api/v1/products", {
+            "sku": "BENCH-READ-1", "barcode": "6901234567892", "generic_name": "布洛芬缓释胶囊", "brand_name": "芬必得",
+            "specification": "0.3g*20粒", "dosage_form": "胶囊剂", "manufacturer": "中美天津史克制药有限公司",
+            "approval_number": "国药准字H10900089", "category": "解热镇痛", "rx_class": "otc_a", "price_fen": 2580}, token)
+        path = f"/api/v1/products/{product['id']}"
+        headers = {"Authorization": f"Bearer {token}"}
+        with BareServer(db, args.workers, path) as bare:
+            servers = {"all": ours_all, "core": ours_core, "bare": bare}
+            for name, server in servers.items():  # warm up: connections, statement caches, imports
+                wrk(server.base + path, connections=4, duration=1, headers=headers)
+            runs: dict[tuple[int, str], list[dict]] = {}
+            started = time.monotonic()
+            for conns in args.connections:
+                for r in range(args.rounds):
+                    order = APPS[r % 3:] + APPS[:r % 3]
+                    for name in order:
+                        runs.setdefault((conns, name), []).append(
+                            wrk(servers[name].base + path, connections=conns, duration=args.duration, headers=headers))
+                    line = "  ".join(f"{n} {runs[(conns, n)][-1]['rps']:.0f}/s" for n in APPS)
+                    print(f"[{kind}] {conns:>3} connections, round {r + 1}/{args.rounds}: {line}", file=sys.stderr)
+            elapsed = time.monotonic() - started
+
+    rows, verdicts = [], []
+    for conns in args.connections:
+        rps = {n: [x["rps"] for x in runs[(conns, n)]] for n in APPS}
+        ratio = {k: median(a / b for a, b in zip(rps[k.split("/")[0]], rps[k.split("/")[1]])) for k in TARGETS}
+        ratio["core/bare"] = median(a / b for a, b in zip(rps["core"], rps["bare"]))
+        for n in APPS:
+            rr = runs[(conns, n)]
+            errors = sum(x["errors"] for x in rr)
+            rows.append([conns, n, f"{median(rps[n]):.0f}", f"{median(x['p50'] for x in rr):.1f}",
+                         f"{median(x['p99'] for x in rr):.1f}",
+                         "" if n == "bare" else f"{ratio[n + '/bare']:.2f}",
+                         f"{ratio['all/core']:.2f}" if n == "all" else "", errors or ""])
+        for key, target in TARGETS.items():
+            verdicts.append(f"{conns} connections: {key} {ratio[key]:.2f} ({'meets' if ratio[key] >= target else 'misses'} "
+                            f">= {target})")
+    body = table(["connections", "app", "req/s", "p50 ms", "p99 ms", "÷ bare", "all ÷ core", "socket errors"], rows)
+    body += (f"\n\n{args.workers} sync gunicorn workers each; wrk {args.duration:g} s per run, {args.rounds} rounds "
+             f"(apps alternating, order rotating), medians; ratios are medians of per-round ratios; "
+             f"{elapsed:.0f} s of load.\n`all` = pharmo2o with {', '.join(ALL_PLUGINS)}; `core` = pharmo2o, no plugin; "
+             f"`bare` = bench/bare_app.py (Falcon + one Core select, no token).\n\n"
+             + "\n".join(f"- {v}" for v in verdicts))
+    if args.no_record:
+        print(body)
+    else:
+        record(f"API read overhead: GET /api/v1/products/{{id}} ({kind})", body, database=kind)
+    return body
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--pg-url", default=DEFAULT_PG)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
+    parser.add_argument("--no-record", action="store_true", help="print only; do not append to bench/RESULTS.md")
+    args = parser.parse_args()
+    ensure_wrk()
+    for kind in ("sqlite", "postgresql") if args.database == "both" else (args.database,):
+        bench(kind, args)
+
+
+if __name__ == "__main__":
+    main()
