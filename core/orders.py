@@ -326,7 +326,9 @@ def complete(ctx, session: Session, order_id: int, caller: Caller, pickup_code: 
     """Hand over: a pickup order needs the customer's pickup code."""
     order = get_order(session, order_id, lock=True)
     if order.fulfilment == "pickup" and order.status == "ready":
-        if not isinstance(pickup_code, str) or not secrets.compare_digest(pickup_code.strip(), order.pickup_code or ""):
+        # compared as bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
+        if not isinstance(pickup_code, str) or not secrets.compare_digest(
+                pickup_code.strip().encode("utf-8", "surrogatepass"), (order.pickup_code or "").encode()):
             raise ValidationFailed.one("pickup_code", "does not match the code issued to the customer")
     return transition(ctx, session, order, "completed", caller)
 
