@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass, field as dc_field
 
 import pytest
+from sqlalchemy import func, select
 
 from tests.api.test_roles import POLICY as CORE_POLICY
 
@@ -178,6 +179,9 @@ TABLE: list[Row] = [
     R("manager1", "GET", "/api/v1/reports/near-expiry", 403, FORBID, params={"store_id": "{store2}"}),
     R("manager1", "GET", "/api/v1/reports/order-queue", 403, FORBID, params={"store_id": "{store2}"}),
     R("manager1", "GET", "/api/v1/audit", 403, FORBID),
+    R("manager1", "PATCH", "/api/v1/products/{otc}", 403, FORBID, json={"active": False}, field="active",
+      why="deactivating is the admin's (products.deactivate): not through a PATCH of one store's manager"),
+    R("manager1", "POST", "/api/v1/products/{otc}/deactivate", 403, FORBID),
     # ------------------------------------------------- POS: terminals and their managers
     R("dev1", "GET", "/api/v1/pos/catalog", 200, changes=frozenset({"pos_devices"}), why="control"),
     R("dev_revoked", "GET", "/api/v1/pos/catalog", 403, REFUSED),
@@ -219,8 +223,8 @@ UNSCOPED = {
     "stores.list": "chain-wide (customers see active stores only)", "stores.get": "chain-wide",
     "stores.create": "admin only (role matrix)",
     "products.list": "chain-wide catalogue", "products.get": "chain-wide catalogue",
-    "products.create": "chain-wide catalogue (role matrix)", "products.update": "chain-wide catalogue",
-    "products.deactivate": "admin only", "products.import": "chain-wide catalogue",
+    "products.create": "chain-wide catalogue (role matrix)",
+    "products.import": "chain-wide catalogue (and test_only_an_admin_withdraws_a_product_chain_wide)",
     "customers.create": "staff register customers chain-wide",
     "plugins.configuration": "admin only", "plugins.enable": "admin only", "plugins.disable": "admin only",
     "loyalty.rewards.list": "chain-wide", "loyalty.rewards.get": "chain-wide", "loyalty.rewards.update": "admin",
@@ -351,3 +355,113 @@ def test_plugin_role_matrix(world):
                 wrong.append(f"{route.method} {route.template} as {role}: {r.status_code} {r.text[:160]}")
     assert checked > 150
     assert not wrong, "\n".join(wrong)
+
+
+def test_lists_show_only_what_is_the_callers(world):
+    """Listing never reaches past ownership: a customer's orders and prescriptions, a store's orders,
+    prescriptions, terminals, discrepancies, flags and reports, a terminal's catalogue and stock."""
+    w, ids = world, world.ids
+
+    def items(who, path, **params):
+        r = w.request(who, "GET", path, params={k: str(v) for k, v in params.items()} or None)
+        assert r.status_code == 200, (who, path, r.text[:300])
+        return r.json["items"]
+
+    mine = items("cust_a", "/api/v1/orders")
+    assert {o["id"] for o in mine} == {ids["order_a"]} and {o["customer_id"] for o in mine} == {ids["cust_a"]}
+    theirs = items("cust_b", "/api/v1/orders", store_id=ids["store2"])
+    assert theirs and {o["customer_id"] for o in theirs} == {ids["cust_b"]}
+    assert {o["store_id"] for o in theirs} == {ids["store2"]}
+    assert items("cust_a", "/api/v1/prescriptions") == []
+    assert {p["id"] for p in items("cust_b", "/api/v1/prescriptions")} == {ids["rx_b"], ids["rx_s2"]}
+    for who, store in (("clerk1", "store1"), ("manager1", "store1"), ("clerk2", "store2")):
+        listed = items(who, "/api/v1/orders")
+        assert listed and {o["store_id"] for o in listed} == {ids[store]}, who
+    assert {p["id"] for p in items("pharm1", "/api/v1/prescriptions")} == {ids["rx_b"]}
+    assert {p["id"] for p in items("pharm2", "/api/v1/prescriptions")} == {ids["rx_s2"]}
+    assert {d["id"] for d in items("manager1", "/api/v1/pos/devices")} == {ids["dev1"], ids["dev_revoked"]}
+    assert items("manager1", "/api/v1/pos/discrepancies") == [] and items("manager1", "/api/v1/pos/flags") == []
+    assert [d["id"] for d in items("manager2", "/api/v1/pos/discrepancies")] == [ids["disc_s2"]]
+    status = w.request("manager1", "GET", "/api/v1/pos/sync-status").json["items"]
+    assert {d["device_id"] for d in status} <= {ids["dev1"], ids["dev_revoked"]}
+    for report in ("sales", "near-expiry", "order-queue"):
+        r = w.request("manager1", "GET", f"/api/v1/reports/{report}")
+        assert r.status_code == 200 and [s["id"] for s in r.json["stores"]] == [ids["store1"]], (report, r.text[:300])
+        assert {row["store_id"] for row in r.json.get("by_store", [])} <= {ids["store1"]}, report
+    admin_queue = w.request("admin", "GET", "/api/v1/reports/order-queue").json
+    assert {s["id"] for s in admin_queue["stores"]} == {ids["store1"], ids["store2"]}  # the control: all stores
+
+    catalog = w.request("dev1", "GET", "/api/v1/pos/catalog").json
+    assert catalog["store_id"] == ids["store1"] and catalog["stock"]
+    with w.ctx.session() as s:
+        from core.models import StockLot
+        lot_stores = {s.get(StockLot, lot["lot_id"]).store_id for lot in catalog["stock"]}
+    assert lot_stores == {ids["store1"]}
+    # store 2's cursor in store 1's terminal: a full resync of store 1, never store 2's rows
+    cursor = w.request("dev2", "GET", "/api/v1/pos/catalog").json["next_cursor"]
+    again = w.request("dev1", "GET", "/api/v1/pos/catalog", params={"since": cursor}).json
+    assert again["reset"] is True and again["store_id"] == ids["store1"]
+    assert {lot["lot_id"] for lot in again["stock"]} == {lot["lot_id"] for lot in catalog["stock"]}
+
+
+def test_a_terminal_sells_only_for_its_own_store(world):
+    """A sale naming another store is rejected and stored nowhere; a sale scanning another store's lot
+    number is booked in the terminal's own store (a discrepancy there), never touching the other store."""
+    from core.models import Order, StockLot, StockMovement
+    from plugins.pos_sync.models import PosSale
+    w, ids = world, world.ids
+
+    def store2_stock():
+        with w.ctx.session() as s:
+            lots = sorted((l.id, l.on_hand, l.reserved) for l in s.scalars(
+                select(StockLot).where(StockLot.store_id == ids["store2"])))
+            moves = s.scalar(select(func.count()).select_from(StockMovement)
+                             .where(StockMovement.store_id == ids["store2"]))
+        return lots, moves
+
+    before = store2_stock()
+    with w.ctx.session() as s:
+        sales_before = s.scalar(select(func.count()).select_from(PosSale))
+    foreign = pos_sale([(ids["otc"], 1, 500)], store_id=ids["store2"])
+    r = upload_sales(w, "dev1", [foreign])
+    assert r.status_code == 200 and r.json["results"][0]["status"] == "rejected", r.text
+    assert "store_id" in r.json["results"][0]["reason"]
+    with w.ctx.session() as s:
+        assert s.scalar(select(func.count()).select_from(PosSale)) == sales_before  # stored nowhere
+
+    scanned = pos_sale([(ids["otc"], 2, 500, w.lot2_otc_no)])  # store 2's lot number, scanned at store 1
+    r = upload_sales(w, "dev1", [scanned])
+    result = r.json["results"][0]
+    assert r.status_code == 200 and result["status"] == "accepted", r.text
+    with w.ctx.session() as s:
+        order = s.get(Order, result["order_id"])
+        assert order.store_id == ids["store1"]
+        taken = s.scalars(select(StockMovement).where(StockMovement.order_id == order.id)).all()
+        assert taken and {m.store_id for m in taken} == {ids["store1"]}
+    assert store2_stock() == before
+
+
+def test_only_an_admin_withdraws_a_product_chain_wide(world):
+    """``products.deactivate`` is the admin's: a store manager may edit products but not withdraw or restore
+    one through a PATCH or a CSV import either (each refused, nothing written); the admin may."""
+    w, ids = world, world.ids
+    sku = w.request("admin", "GET", "/api/v1/products/{otc}").json["sku"]
+    before = w.snapshot()
+    r = w.request("manager1", "PATCH", "/api/v1/products/{otc}", json={"active": False, "brand_name": "改名"})
+    assert r.status_code == 403 and r.json["type"] == P + FORBID, r.text
+    assert [e["field"] for e in r.json["errors"]] == ["active"]
+    r = w.request("manager1", "POST", "/api/v1/products/import", body=f"sku,active\n{sku},false\n".encode(),
+                  headers={"Content-Type": "text/csv"})
+    assert r.status_code == 200 and (r.json["updated"], r.json["failed"]) == (0, 1), r.text
+    assert r.json["errors"][0]["field"] == "active"
+    assert diff(before, w.snapshot()) == {}
+    r = w.request("manager1", "PATCH", "/api/v1/products/{otc}", json={"active": True, "brand_name": "改名"})
+    assert r.status_code == 200 and r.json["brand_name"] == "改名", r.text  # unchanged `active` is no withdrawal
+    r = w.request("admin", "PATCH", "/api/v1/products/{otc}", json={"active": False})
+    assert r.status_code == 200 and r.json["active"] is False
+    r = w.request("manager1", "PATCH", "/api/v1/products/{otc}", json={"active": True})
+    assert r.status_code == 403, r.text  # nor restore it
+    r = w.request("admin", "POST", "/api/v1/products/import", body=f"sku,active\n{sku},true\n".encode(),
+                  headers={"Content-Type": "text/csv"})
+    assert r.status_code == 200 and r.json["updated"] == 1, r.text
+    assert w.request("clerk1", "GET", "/api/v1/products/{otc}").json["active"] is True

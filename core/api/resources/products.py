@@ -82,13 +82,22 @@ class ProductItem:
                tags=("products",), summary="Update a product", errors=(404,))
     def on_patch(self, req, resp, product_id):
         product = catalog.update_product(req.context.session, product_id,
-                                         req.context.body.model_dump(exclude_unset=True), req.context.caller)
+                                         req.context.body.model_dump(exclude_unset=True), req.context.caller,
+                                         may_change_active=_may_deactivate(req))
         resp.media = catalog.serialize_product(req.context.ctx.registry, product, "store", req.context.caller)
+
+
+def _may_deactivate(req) -> bool:
+    """Whether the caller holds ``products.deactivate`` (admins, and roles a plugin grants it to)."""
+    api = req.context.api
+    op = next(r.operation for r in api.routes if r.operation.id == "products.deactivate")
+    return req.context.caller.role in api.roles_of(op)
 
 
 class ProductDeactivate:
     @operation("products.deactivate", roles=("admin",), response=ProductOut, tags=("products",),
                summary="Deactivate a product (kept for history; no longer sold)", errors=(404,))
     def on_post(self, req, resp, product_id):
-        product = catalog.update_product(req.context.session, product_id, {"active": False}, req.context.caller)
+        product = catalog.update_product(req.context.session, product_id, {"active": False}, req.context.caller,
+                                         may_change_active=True)
         resp.media = catalog.serialize_product(req.context.ctx.registry, product, "store", req.context.caller)
