@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .auth import Caller
-from .errors import NotFound, ValidationFailed
+from .errors import Forbidden, NotFound, ValidationFailed
 from .listing import Page, keyset, like_pattern
 from .models import RX_CLASSES, Product
 
@@ -109,7 +109,11 @@ def create_product(session: Session, data: dict[str, Any], caller: Caller) -> Pr
     return product
 
 
-def update_product(session: Session, product_id: int, data: dict[str, Any], caller: Caller) -> Product:
+def update_product(session: Session, product_id: int, data: dict[str, Any], caller: Caller, *,
+                   may_change_active: bool | None = None) -> Product:
+    """Change a product's fields. Withdrawing or restoring it (``active``) chain-wide is the admin's
+    (``products.deactivate``): ``may_change_active`` says whether the caller holds that permission
+    (default: an admin or the system), else a change of ``active`` is refused (403) and nothing changes."""
     product = session.get(Product, product_id)
     if product is None:
         raise NotFound(f"product {product_id} does not exist")
@@ -117,6 +121,12 @@ def update_product(session: Session, product_id: int, data: dict[str, Any], call
     _check_unique(session, fields, exclude_id=product_id)
     before = {k: getattr(product, k) for k in fields}
     for k, v in fields.items():
+    if may_change_active is None:
+        may_change_active = caller.role in ("admin", "system")
+    if "active" in fields and fields["active"] != product.active and not may_change_active:
+        raise Forbidden(f"role {caller.role!r} may not {'de' if product.active else 're'}activate product "
+                        f"{product_id}: that is an admin's (POST /api/v1/products/{{id}}/deactivate)",
+                        fields=[{"field": "active", "message": "only an admin may withdraw or restore a product"}])
         setattr(product, k, v)
     session.flush()
     changed = {k: v for k, v in fields.items() if before[k] != v}
