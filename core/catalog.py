@@ -118,15 +118,15 @@ def update_product(session: Session, product_id: int, data: dict[str, Any], call
     if product is None:
         raise NotFound(f"product {product_id} does not exist")
     fields = validate_product_fields(data, partial=True)
-    _check_unique(session, fields, exclude_id=product_id)
-    before = {k: getattr(product, k) for k in fields}
-    for k, v in fields.items():
     if may_change_active is None:
         may_change_active = caller.role in ("admin", "system")
     if "active" in fields and fields["active"] != product.active and not may_change_active:
         raise Forbidden(f"role {caller.role!r} may not {'de' if product.active else 're'}activate product "
                         f"{product_id}: that is an admin's (POST /api/v1/products/{{id}}/deactivate)",
                         fields=[{"field": "active", "message": "only an admin may withdraw or restore a product"}])
+    _check_unique(session, fields, exclude_id=product_id)
+    before = {k: getattr(product, k) for k in fields}
+    for k, v in fields.items():
         setattr(product, k, v)
     session.flush()
     changed = {k: v for k, v in fields.items() if before[k] != v}
