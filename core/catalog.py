@@ -3,6 +3,7 @@ channel may show and sell (through the product hooks)."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -19,7 +20,7 @@ __all__ = ["APPROVAL_NUMBER_RE", "validate_product_fields", "create_product", "u
 
 #: 国药准字 + class letter (H chemical, Z TCM, S biological, J/B/T/F others),
 #: optional J (imported) / C (HK, Macao, Taiwan), then 8 digits.
-APPROVAL_NUMBER_RE = re.compile(r"^国药准字[HZSJBTF][JC]?\d{8}$")
+APPROVAL_NUMBER_RE = re.compile(r"^国药准字[HZSJBTF][JC]?[0-9]{8}$")
 RX_NOTICE = "处方药须凭处方在药师指导下购买和使用"
 
 PRODUCT_FIELDS = (
@@ -55,6 +56,8 @@ def validate_product_fields(data: dict[str, Any], *, partial: bool = False) -> d
                 errors.append({"field": name, "message": "must be a string"})
                 continue
             value = value.strip()
+            if name == "sku":  # an identifier: "café" typed precomposed or decomposed is one SKU (NFC)
+                value = unicodedata.normalize("NFC", value)
             if name in _STR_LIMITS and len(value) > _STR_LIMITS[name]:
                 errors.append({"field": name, "message": f"at most {_STR_LIMITS[name]} characters"})
                 continue
@@ -64,7 +67,7 @@ def validate_product_fields(data: dict[str, Any], *, partial: bool = False) -> d
             if name == "approval_number" and not APPROVAL_NUMBER_RE.match(value):
                 errors.append({"field": name, "message": "must look like 国药准字H20000001 (国药准字, a class letter, 8 digits)"})
                 continue
-            if name == "barcode" and value and not value.isdigit():
+            if name == "barcode" and value and not (value.isascii() and value.isdigit()):
                 errors.append({"field": name, "message": "must be digits only"})
                 continue
             out[name] = value or (None if name == "barcode" else "")

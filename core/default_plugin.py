@@ -42,7 +42,7 @@ _ID_CHECK = "10X98765432"
 
 def valid_resident_id(value: str) -> bool:
     """An 18-character PRC resident identity number with a correct check digit (GB 11643)."""
-    if not isinstance(value, str) or not re.fullmatch(r"\d{17}[\dXx]", value):
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{17}[0-9Xx]", value):
         return False
     total = sum(int(d) * w for d, w in zip(value[:17], _ID_WEIGHTS))
     return _ID_CHECK[total % 11] == value[17].upper()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -56,6 +57,8 @@ def create_store(session: Session, data: dict[str, Any], caller: Caller) -> Stor
     errors: list = []
     _unknown(data, STORE_FIELDS, errors)
     code = _text(data, "code", errors, required=True, limit=32)
+    if code:  # an identifier: precomposed and decomposed spellings are one code (NFC)
+        code = unicodedata.normalize("NFC", code)
     name = _text(data, "name", errors, required=True)
     address = _text(data, "address", errors, limit=500) or ""
     phone = _text(data, "phone", errors, limit=40) or ""

@@ -42,7 +42,7 @@ from ..models import IdempotencyRecord
 from .errors import BadQuery, MalformedJson, PayloadTooLarge, UnsupportedMediaType
 
 __all__ = ["operation", "Operation", "STAFF", "CUSTOMER", "EVERYONE", "KNOWN_ROLES", "OPERATION_ATTR",
-           "pydantic_fields", "read_json_body"]
+           "pydantic_fields", "read_json_body", "nul_fields"]
 
 STAFF: tuple[str, ...] = STAFF_ROLES  # admin, store_manager, pharmacist, clerk
 CUSTOMER: tuple[str, ...] = ("customer",)
@@ -167,11 +167,37 @@ def read_json_body(req: falcon.Request) -> bytes:
     return raw
 
 
+NUL_MESSAGE = "must not contain the NUL character (\\u0000)"
+
+
+def nul_fields(value: Any, path: str = "") -> list[dict]:
+    """``[{field, message}]`` for every string (or object key) in ``value`` holding a NUL character.
+
+    JSON allows ``"\\u0000"`` but PostgreSQL cannot store it in text, and no field of
+    this API has a use for it: it is refused on every backend alike, naming the field.
+    """
+    if isinstance(value, str):
+        return [{"field": path or "body", "message": NUL_MESSAGE}] if "\x00" in value else []
+    out: list[dict] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                out.append({"field": name, "message": NUL_MESSAGE})
+            out.extend(nul_fields(item, name))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            out.extend(nul_fields(item, f"{path}[{i}]"))
+    elif isinstance(value, BaseModel):
+        out.extend(nul_fields(value.model_dump(), path))
+    return out
+
+
 def _parse_body(model: type[BaseModel], raw: bytes) -> BaseModel:
     if not raw.strip():
         raw = b"{}"
     try:
-        return model.model_validate_json(raw, strict=True)
+        parsed = model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         if any(e["type"] == "json_invalid" for e in exc.errors()):
             msg = next(e["msg"] for e in exc.errors() if e["type"] == "json_invalid")
@@ -179,9 +205,17 @@ def _parse_body(model: type[BaseModel], raw: bytes) -> BaseModel:
         if any(e["type"] == "model_type" and not e["loc"] for e in exc.errors()):
             _raise_fields([{"field": "body", "message": "must be a JSON object"}])
         _raise_fields(pydantic_fields(exc))
+    if b"\\u0000" in raw:  # a cheap pre-check: only then walk the values
+        bad = nul_fields(parsed)
+        if bad:
+            _raise_fields(bad)
+    return parsed
 
 
 def _parse_query(model: type[BaseModel], req: falcon.Request) -> BaseModel:
+    bad = nul_fields(dict(req.params))
+    if bad:
+        _raise_fields(bad, BadQuery)
     try:
         return model.model_validate(dict(req.params))
     except ValidationError as exc:

@@ -52,7 +52,7 @@ def _send(req: falcon.Request, resp: falcon.Response, path: Path, *, cache: str 
 def _asset(base: Path, relative: str) -> Path:
     """``relative`` inside ``base``, or a 404 (no escape with .., no hidden or unknown files)."""
     parts = relative.split("/")
-    if not relative or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+    if not relative or "\x00" in relative or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
         raise NotFound(f"no console asset {relative!r}")
     path = (base / relative).resolve()
     if base.resolve() not in path.parents or path.suffix not in CONTENT_TYPES or not path.is_file() \

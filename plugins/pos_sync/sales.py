@@ -83,6 +83,8 @@ def _text(value, name: str, limit: int, *, required: bool = False) -> str | None
         return None
     if not isinstance(value, str) or len(value) > limit:
         raise InvalidSale(f"{name} must be a string of at most {limit} characters")
+    if "\x00" in value:  # PostgreSQL cannot store it in text
+        raise InvalidSale(f"{name} must not contain the NUL character (\\u0000)")
     return value
 
 

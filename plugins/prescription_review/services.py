@@ -116,6 +116,9 @@ def _text(fields: dict, name: str, problems: list, max_len: int, required: bool 
     if len(value) > max_len:
         problems.append((name, f"at most {max_len} characters"))
         return None
+    if "\x00" in value:  # PostgreSQL cannot store it; no field of a prescription has a use for it
+        problems.append((name, "must not contain the NUL character (\\u0000)"))
+        return None
     return value
 
 
@@ -181,7 +184,7 @@ def _items(raw: Any, problems: list) -> list[dict]:
         if isinstance(qty, bool) or not isinstance(qty, int) or not 0 < qty <= MAX_ITEM_QUANTITY:
             problems.append((f"items[{i}].quantity", f"must be an integer from 1 to {MAX_ITEM_QUANTITY}"))
             continue
-        if dosage is not None and (not isinstance(dosage, str) or len(dosage) > 200):
+        if dosage is not None and (not isinstance(dosage, str) or len(dosage) > 200 or "\x00" in dosage):
             problems.append((f"items[{i}].dosage", "must be text of at most 200 characters"))
             continue
         out.append({"product_id": pid, "quantity": qty, "dosage": dosage.strip() if dosage else None})
@@ -497,7 +500,7 @@ def _parse_id(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value if value > 0 else None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
     return None
 

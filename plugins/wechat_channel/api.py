@@ -353,6 +353,8 @@ class H5Asset:
     @operation("wechat.h5_asset", public=True, tags=TAGS, summary="A file of the H5 shop", errors=(404,))
     def on_get(self, req, resp, filepath):
         parts = filepath.split("/")
+        if "\x00" in filepath:  # no file name holds one (and the file system would raise on it)
+            raise NotFound(f"no H5 file {filepath!r}")
         path = (H5_ROOT / filepath).resolve()
         if any(p in ("", ".", "..") or p.startswith(".") for p in parts) or H5_ROOT not in path.parents \
                 or path.suffix not in CONTENT_TYPES or not path.is_file():

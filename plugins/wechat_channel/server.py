@@ -238,7 +238,7 @@ def _dispatch(ctx, settings: Settings, s, message, fields: dict) -> str:
     created = fields.get("CreateTime") or "0"
     hook_message: WechatMessage = {
         "kind": kind, "event": event, "openid": openid, "key": key, "content": fields.get("Content"),
-        "created_at": int(created) if created.isdigit() else 0,
+        "created_at": int(created) if created.isascii() and created.isdigit() else 0,
         "customer_id": s.scalar(select(Customer.id).where(Customer.openid == openid)),
         "store_id": follower.store_id if follower else None, "raw": dict(fields)}
     for answer in ctx.registry.collect("wechat_event", session=s, message=hook_message):
