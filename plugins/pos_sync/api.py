@@ -33,7 +33,7 @@ V1 = "/api/v1/pos"
 ID = "int(min=1, max=9223372036854775807)"
 MANAGERS = ("admin", "store_manager")
 TAGS = ("pos",)
-SCOPE = "A store manager acts on their own store's terminals only."
+SCOPE = "A store manager acts on their own store's terminals only (another store's: 403)."
 TERMINAL_DOC = (
     "**Terminals only** (role `device`): send `Authorization: Bearer <terminal secret>` (from "
     "POST /api/v1/pos/devices) and `X-POS-Database-Id: <the terminal's database id>`. 401 for an unknown "
@@ -97,7 +97,7 @@ class Devices:
 
 class DeviceItem:
     @operation("pos.devices.get", roles=MANAGERS, response=DeviceOut, tags=TAGS, summary="Get a POS terminal",
-               description=SCOPE, errors=(404,))
+               description=SCOPE, errors=(403, 404))
     def on_get(self, req, resp, device_id):
         device = devices.managed_device(req.context.session, device_id, req.context.caller, lock=False)
         resp.media = devices.serialize_device(device)
@@ -106,7 +106,7 @@ class DeviceItem:
 class DeviceRevoke:
     @operation("pos.devices.revoke", roles=MANAGERS, body=RevokeBody, response=DeviceOut, tags=TAGS,
                summary="Revoke a POS terminal (lost, stolen, retired)",
-               description="Every further request of the terminal is refused. " + SCOPE, errors=(404,))
+               description="Every further request of the terminal is refused. " + SCOPE, errors=(403, 404))
     def on_post(self, req, resp, device_id):
         device = devices.revoke(req.context.session, device_id, req.context.caller, req.context.body.reason)
         resp.media = devices.serialize_device(device)
@@ -164,7 +164,7 @@ class Discrepancies:
 class DiscrepancyResolve:
     @operation("pos.discrepancies.resolve", roles=MANAGERS, body=NoteBody, response=DiscrepancyOut, tags=TAGS,
                summary="Close a stock discrepancy with a note (audited)",
-               description="Correcting the count is a separate stock adjustment. " + SCOPE, errors=(404, 409))
+               description="Correcting the count is a separate stock adjustment. " + SCOPE, errors=(403, 404, 409))
     def on_post(self, req, resp, discrepancy_id):
         row = reports.resolve_discrepancy(req.context.session, discrepancy_id, req.context.caller,
                                           req.context.body.note)
@@ -185,7 +185,7 @@ class Flags:
 
 class FlagReview:
     @operation("pos.flags.review", roles=MANAGERS, body=NoteBody, response=FlagOut, tags=TAGS,
-               summary="Mark a flag reviewed with a note (audited)", description=SCOPE, errors=(404, 409))
+               summary="Mark a flag reviewed with a note (audited)", description=SCOPE, errors=(403, 404, 409))
     def on_post(self, req, resp, flag_id):
         row = reports.review_flag(req.context.session, flag_id, req.context.caller, req.context.body.note)
         resp.media = reports.serialize_flag(row)

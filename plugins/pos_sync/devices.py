@@ -140,11 +140,10 @@ def get_device(session: Session, device_id, *, lock: bool = False) -> PosDevice:
 
 
 def managed_device(session: Session, device_id, caller: Caller, *, lock: bool = True) -> PosDevice:
-    """A terminal of a store ``caller`` manages (others' terminals are a 404)."""
+    """A terminal of a store ``caller`` manages: another store's is a 403, as for the core's store-bound
+    staff (:func:`core.api.access.check_store`); only customers get 404 for what is not theirs."""
     device = get_device(session, device_id, lock=lock)
-    scope = managed_scope(caller)
-    if scope is not None and scope != device.store_id:
-        raise NotFound(f"POS terminal {device_id!r} does not exist")  # other stores' terminals are not shown
+    check_store_access(caller, device.store_id)
     return device
 
 

@@ -12,7 +12,7 @@ from core.db import utcnow
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.listing import Page, keyset
 
-from .devices import list_scope, managed_scope
+from .devices import check_store_access, list_scope
 from .models import PosDevice, PosSale, PosSaleFlag, PosStockDiscrepancy
 
 __all__ = ["list_discrepancies", "resolve_discrepancy", "serialize_discrepancy", "list_flags", "review_flag",
@@ -67,9 +67,9 @@ def resolve_discrepancy(session: Session, discrepancy_id, caller: Caller, note) 
     if isinstance(discrepancy_id, int) and not isinstance(discrepancy_id, bool):
         row = session.scalars(select(PosStockDiscrepancy).where(PosStockDiscrepancy.id == discrepancy_id)
                               .with_for_update()).one_or_none()
-    scope = managed_scope(caller)
-    if row is None or scope is not None and row.store_id != scope:
+    if row is None:
         raise NotFound(f"stock discrepancy {discrepancy_id!r} does not exist")
+    check_store_access(caller, row.store_id)  # another store's: 403, as the core's store-bound staff
     if row.resolved_at is not None:
         raise Conflict(f"stock discrepancy {row.id} was already resolved by {row.resolved_by}")
     row.resolved_at, row.resolved_by, row.note = utcnow(), caller.actor, note
@@ -105,9 +105,9 @@ def review_flag(session: Session, flag_id, caller: Caller, note) -> PosSaleFlag:
     row = None
     if isinstance(flag_id, int) and not isinstance(flag_id, bool):
         row = session.scalars(select(PosSaleFlag).where(PosSaleFlag.id == flag_id).with_for_update()).one_or_none()
-    scope = managed_scope(caller)
-    if row is None or scope is not None and row.store_id != scope:
+    if row is None:
         raise NotFound(f"flag {flag_id!r} does not exist")
+    check_store_access(caller, row.store_id)  # another store's: 403, as the core's store-bound staff
     if row.reviewed_at is not None:
         raise Conflict(f"flag {row.id} was already reviewed by {row.reviewed_by}")
     row.reviewed_at, row.reviewed_by = utcnow(), caller.actor

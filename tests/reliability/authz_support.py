@@ -96,7 +96,7 @@ class World:
         out = {}
         with self.ctx.engine.connect() as c:
             for t in self._tables:
-                out[t.name] = sorted((tuple(repr(v) for v in row) for row in c.execute(select(t))))
+                out[t.name] = sorted(tuple(repr(v) for v in row) for row in c.execute(select(t)))
         return out
 
 
@@ -154,7 +154,7 @@ def build_world(make_api, tmp_path) -> World:
     from core.api import tokens
     from core.models import User
     with api.ctx.transaction() as s:
-        past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)
+        past = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
         w.bearer["expired_token"] = tokens.issue_user_token(s, s.get(User, api.user_ids["admin"]),
                                                             dt.timedelta(hours=1), now=past).token
         w.bearer["expired_cust_a"] = tokens.issue_customer_token(api.ctx, s, api.customer_id,
@@ -229,7 +229,7 @@ def build_world(make_api, tmp_path) -> World:
     with api.ctx.transaction() as s:
         w.ids["disc_s2"] = s.scalars(select(PosStockDiscrepancy.id).where(PosStockDiscrepancy.store_id == s2)).one()
         flag = PosSaleFlag(device_id=w.ids["dev2"], store_id=s2, kind="clock_drift", detail="seeded for the table",
-                           dedupe_key=f"authz:{uuid.uuid4().hex}", created_at=dt.datetime.now(dt.timezone.utc))
+                           dedupe_key=f"authz:{uuid.uuid4().hex}", created_at=dt.datetime.now(dt.UTC))
         s.add(flag)
         s.flush()
         w.ids["flag_s2"] = flag.id
@@ -256,7 +256,7 @@ def pos_sale(lines, **extra) -> dict:
         body.append(line)
     total = sum(l["quantity"] * l["unit_price_fen"] for l in body)
     return {"client_sale_id": uuid.uuid4().hex, "device_seq": next(_seq),
-            "sold_at": (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)).isoformat(), "lines": body,
+            "sold_at": (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat(), "lines": body,
             "payments": [{"method": "cash", "amount_fen": total}], **extra}
 
 

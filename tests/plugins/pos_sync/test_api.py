@@ -72,9 +72,10 @@ def test_a_manager_of_another_store_sees_and_touches_nothing_here(pos):
     token = pos.token(user_id=uid)
     dev = register(pos).json
     as_other = {"Authorization": f"Bearer {token}"}
-    assert pos.request("GET", f"/api/v1/pos/devices/{dev['id']}", headers=as_other).status_code == 404
+    # another store's terminal: 403, as for every store-bound staff member (customers alone get 404)
+    assert pos.request("GET", f"/api/v1/pos/devices/{dev['id']}", headers=as_other).status_code == 403
     assert pos.request("POST", f"/api/v1/pos/devices/{dev['id']}/revoke", headers=as_other,
-                       json={"reason": "x"}).status_code == 404
+                       json={"reason": "x"}).status_code == 403
     assert pos.request("GET", "/api/v1/pos/devices", headers=as_other).json["items"] == []
     r = pos.request("POST", "/api/v1/pos/devices", headers=as_other, json={"store_id": pos.store_id, "name": "x"})
     assert r.status_code == 403 and r.json["type"].endswith("/forbidden")

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from core.auth import Caller
-from core.errors import Forbidden, NotFound, ValidationFailed
+from core.errors import Forbidden, ValidationFailed
 from core.models import AuditEntry
 from plugins.pos_sync import devices, reports, sales
 from plugins.pos_sync.devices import DeviceRefused
@@ -51,7 +51,7 @@ def test_store_managers_register_and_see_only_their_own_stores_terminals(make_ct
         assert len(devices.list_devices(s, ADMIN).items) == 3
         with pytest.raises(Forbidden):
             devices.list_devices(s, manager_of(a.store_id), store_id=b.store_id)
-        with pytest.raises(NotFound):  # another store's terminal does not exist for this manager
+        with pytest.raises(Forbidden):  # another store's terminal: 403, as for the core's store-bound staff
             devices.revoke(s, b.device_id, manager_of(a.store_id), "lost")
 
 
