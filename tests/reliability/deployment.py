@@ -55,7 +55,8 @@ ACCESS_LOGGER = "pharmo2o.api.access"
 def nginx_conf(upstreams: list[str], *, listen: str, client_max_body_size: int, prefix: str = "/var/lib/pharmo2o-nginx",
                pid: str = "/run/nginx-pharmo2o.pid", access_log: str = "/var/log/nginx/pharmo2o.access.log",
                error_log: str = "/var/log/nginx/pharmo2o.error.log", user: str | None = "www-data",
-               server_name: str = "_", upstream_timeout_s: int = 35) -> str:
+               server_name: str = "_", upstream_timeout_s: int = 35, tls_certificate: str | None = None,
+               tls_certificate_key: str | None = None, worker_processes: str = "auto") -> str:
     """A complete nginx.conf for pharmo2o behind nginx: ``upstreams`` are the gunicorn ``host:port``s.
 
     - round robin over the hosts; a POST is never retried on another host
@@ -70,11 +71,27 @@ def nginx_conf(upstreams: list[str], *, listen: str, client_max_body_size: int, 
     - ``client_max_body_size``: the largest body the app accepts (prescription
       uploads), so the app itself answers 413 with its problem+json for every
       other operation's smaller limit;
-    - timeouts a little above gunicorn's 30 s worker timeout.
+    - timeouts a little above gunicorn's 30 s worker timeout;
+    - with ``tls_certificate``/``tls_certificate_key``: HTTPS on ``listen`` and
+      plain HTTP on port 80 redirected to it (WeChat calls only https URLs).
     """
     servers = "\n".join(f"        server {u} max_fails=3 fail_timeout=10s;" for u in upstreams)
     user_line = f"user {user};\n" if user else ""
-    return f"""{user_line}worker_processes 1;
+    redirect = tls = ""
+    if tls_certificate:
+        redirect = f"""
+    server {{
+        listen 80;
+        server_name {server_name};
+        return 301 https://$host$request_uri;
+    }}
+"""
+        tls = f""" ssl;
+        ssl_certificate {tls_certificate};
+        ssl_certificate_key {tls_certificate_key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:p2o_tls:10m"""
+    return f"""{user_line}worker_processes {worker_processes};
 pid {pid};
 error_log {error_log} warn;
 
@@ -106,9 +123,9 @@ http {{
         # round robin (the default); one line per host running `pharmo2o serve --bind <ip>:8000`
 {servers}
     }}
-
+{redirect}
     server {{
-        listen {listen};
+        listen {listen}{tls};
         server_name {server_name};
 
         client_max_body_size {client_max_body_size};
@@ -136,6 +153,14 @@ http {{
 """
 
 
+#: the configuration docs/deploy.md shows (two hosts at 10.0.0.11/12, TLS): tests/reliability/test_deploy_doc.py
+#: checks the page shows exactly ``nginx_conf(**DOC_EXAMPLE)`` and that nginx accepts it
+DOC_EXAMPLE = dict(upstreams=["10.0.0.11:8000", "10.0.0.12:8000"], listen="443", server_name="shop.example.com",
+                   client_max_body_size=10 * 1024 * 1024 + 64 * 1024,
+                   tls_certificate="/etc/nginx/tls/shop.example.com.crt",
+                   tls_certificate_key="/etc/nginx/tls/shop.example.com.key")
+
+
 class NginxProxy:
     """nginx in front of ``upstreams`` on 127.0.0.1 (``port``), all its files under ``workdir``."""
 
@@ -155,7 +180,8 @@ class NginxProxy:
         self.conf.write_text(nginx_conf(upstreams, listen=f"127.0.0.1:{self.port}",
                                         client_max_body_size=client_max_body_size, prefix=str(workdir),
                                         pid=str(workdir / "nginx.pid"), access_log=str(self.access_log),
-                                        error_log=str(self.error_log), user=user), encoding="utf-8")
+                                        error_log=str(self.error_log), user=user, worker_processes="1"),
+                             encoding="utf-8")
         self.proc: subprocess.Popen | None = None
 
     def start(self, wait: float = 30) -> "NginxProxy":
