@@ -271,7 +271,7 @@ class CustomerOut(Out):
 
 class CustomerQuery(PageQuery):
     q: str | None = Field(None, max_length=100, description="search name or phone")
-    store_id: int | None = None
+    store_id: Id | None = None
 
 
 CustomerPage = page_of(CustomerOut, "CustomerPage")
@@ -314,7 +314,7 @@ class UserOut(Out):
 
 class UserQuery(PageQuery):
     role: RoleName | None = None
-    store_id: int | None = None
+    store_id: Id | None = None
     active: bool | None = None
 
 
@@ -365,7 +365,7 @@ class StockProductOut(Out):
 
 
 class StockQuery(PageQuery):
-    product_id: int | None = None
+    product_id: Id | None = None
     include_empty: bool = Field(False, description="also list lots with nothing on hand")
 
 
@@ -398,7 +398,7 @@ class TransferOut(Out):
 
 
 class MovementQuery(PageQuery):
-    product_id: int | None = None
+    product_id: Id | None = None
     kind: MovementKind | None = None
 
 
@@ -475,8 +475,8 @@ class OrderOut(Out):
 
 class OrderQuery(PageQuery):
     status: OrderStatus | None = None
-    store_id: int | None = None
-    customer_id: int | None = Field(None, description="staff only")
+    store_id: Id | None = None
+    customer_id: Id | None = Field(None, description="staff only")
 
 
 OrderPage = page_of(OrderOut, "OrderPage")

@@ -23,7 +23,7 @@ from ...models import Order, Product, StockLot, Store
 from ...stock import today_utc
 from ..access import check_store, store_scope
 from ..operations import operation
-from ..schemas import Out, Query
+from ..schemas import Id, Out, Query
 
 __all__ = ["SalesReport", "NearExpiryReport", "OrderQueueReport", "DEFAULT_TIMEZONE", "SOLD_STATUSES",
            "OPEN_STATUSES", "report_timezone"]
@@ -117,7 +117,7 @@ class SalesOut(Out):
 
 class SalesQuery(Query):
     days: Annotated[int, Field(ge=1, le=366, description="the period: today and the days before it")] = 30
-    store_id: Annotated[int, Field(ge=1)] | None = None
+    store_id: Id | None = None
 
 
 class NearExpiryItem(Out):
@@ -158,7 +158,7 @@ class NearExpiryOut(Out):
 
 class NearExpiryQuery(Query):
     days: Annotated[int, Field(ge=1, le=730, description="'near' means expiring within this many days")] = 90
-    store_id: Annotated[int, Field(ge=1)] | None = None
+    store_id: Id | None = None
 
 
 class QueueStatus(Out):
@@ -200,7 +200,7 @@ class QueueOut(Out):
 
 
 class StoreQueryOnly(Query):
-    store_id: Annotated[int, Field(ge=1)] | None = None
+    store_id: Id | None = None
 
 
 # ---------------------------------------------------------------- resources
