@@ -52,6 +52,7 @@ __all__ = ["upload", "parse_sale", "content_hash", "InvalidSale", "MAX_BATCH", "
            "DEFAULT_DRIFT_SECONDS", "DEFAULT_COMMIT_EVERY", "DEFAULT_TIME_BUDGET"]
 
 MAX_BATCH = 500
+MAX_QUEUED = 2**31 - 1  # ``queued`` is stored in a 32-bit column
 MAX_LINES = 100
 MAX_QUANTITY = 10_000
 PAYMENT_METHODS = ("cash", "card", "wechat", "alipay", "medical_insurance")
@@ -228,8 +229,10 @@ def upload(ctx, device: PosDevice, body, *, now: dt.datetime | None = None) -> d
         except InvalidSale as exc:
             raise ValidationFailed.one("device_time", str(exc)) from exc
     queued = body.get("queued")
-    if queued is not None and (isinstance(queued, bool) or not isinstance(queued, int) or queued < 0):
-        raise ValidationFailed.one("queued", "must be the number of sales still queued on the terminal")
+    if queued is not None and (isinstance(queued, bool) or not isinstance(queued, int)
+                               or not 0 <= queued <= MAX_QUEUED):
+        raise ValidationFailed.one("queued", "must be the number of sales still queued on the terminal "
+                                             f"(0 to {MAX_QUEUED})")
     version = prices.refresh(ctx, now=received_at)
     rules = _Rules(received_at, offset,
                    dt.timedelta(seconds=int(ctx.setting("pos_sync.clock_drift_seconds", DEFAULT_DRIFT_SECONDS))),

@@ -8,7 +8,7 @@ from pydantic import AwareDatetime, Field
 from core.api.schemas import Body, Out, PageQuery, Query, page_of
 
 from .catalog import DEFAULT_PAGE, MAX_PAGE
-from .sales import MAX_BATCH, PAYMENT_METHODS
+from .sales import MAX_BATCH, MAX_QUEUED, PAYMENT_METHODS
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 ClientId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
@@ -41,7 +41,7 @@ class DeviceCredentials(DeviceOut):
 
 
 class DeviceQuery(PageQuery):
-    store_id: int | None = None
+    store_id: Id | None = None
 
 
 class RevokeBody(Body):
@@ -151,8 +151,8 @@ class SalesBatchIn(Body):
     sales: Annotated[list[SaleIn], Field(min_length=1, max_length=MAX_BATCH)] = Field(
         description="each sale is checked on its own: a malformed one is rejected alone")
     device_time: AwareDatetime | None = Field(None, description="the terminal's clock when sending (drift check)")
-    queued: Annotated[int, Field(ge=0)] | None = Field(None, description="sales queued on the terminal, this "
-                                                                         "batch included (for sync-status)")
+    queued: Annotated[int, Field(ge=0, le=MAX_QUEUED)] | None = Field(
+        None, description="sales queued on the terminal, this batch included (for sync-status)")
 
 
 class SaleDiscrepancy(Out):
@@ -187,7 +187,7 @@ class SalesBatchOut(Out):
 # ---------------------------------------------------------------- review
 
 class ReviewQuery(PageQuery):
-    store_id: int | None = None
+    store_id: Id | None = None
     state: Literal["open", "resolved", "all"] = "open"
 
 
@@ -234,7 +234,7 @@ FlagPage = page_of(FlagOut, "PosFlagPage")
 
 
 class SyncStatusQuery(Query):
-    store_id: int | None = None
+    store_id: Id | None = None
 
 
 class TerminalStatus(Out):
