@@ -47,21 +47,20 @@ else:
     os.environ["TRYTOND_DATABASE__URI"] = opts.pg_url.rsplit("/", 1)[0] + "/"
 os.environ.pop("TRYTOND_CONFIG", None)
 
-import datetime as dt  # noqa: E402
-from decimal import Decimal  # noqa: E402
+from decimal import Decimal
 
-from sql import Table  # noqa: E402
+from sql import Table
 
-from trytond import backend  # noqa: E402
-from trytond.pool import Pool  # noqa: E402
-from trytond.transaction import Transaction, TransactionError  # noqa: E402
+from trytond import backend
+from trytond.pool import Pool
+from trytond.transaction import Transaction, TransactionError
 
 # Tryton's own setup helpers. Importing them imports trytond.tests.test_tryton, which switches the
 # pool to test mode (test models registered, Function fields validated on every save): switch it
 # back before the database's pool is built, so the workload runs as in production.
-from trytond.modules.account.tests import create_chart, get_fiscalyear  # noqa: E402
-from trytond.modules.account_invoice.tests import set_invoice_sequences  # noqa: E402
-from trytond.modules.company.tests import create_company, set_company  # noqa: E402
+from trytond.modules.account.tests import create_chart, get_fiscalyear
+from trytond.modules.account_invoice.tests import set_invoice_sequences
+from trytond.modules.company.tests import create_company, set_company
 
 Pool.test = False
 Pool.start()
