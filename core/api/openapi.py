@@ -1,5 +1,12 @@
 """The OpenAPI 3.1 document, generated from the routes' ``@operation`` declarations and
-their pydantic schemas (the same ones that validate requests)."""
+their pydantic schemas (the same ones that validate requests).
+
+An operation's ``extra`` adds OpenAPI keys; three of them shape its answers instead:
+``x-content-type`` (the success media type, or a list of them: default ``application/json``),
+``x-also-status`` (more success statuses with the same body, e.g. ``[200]`` beside a 201 for
+"already done") and ``responses`` (``{status: response object}`` replacing the generated
+answer of those statuses: text or XML for outside callers, a redirect).
+"""
 from __future__ import annotations
 
 import inspect
@@ -75,7 +82,7 @@ def build_openapi(state) -> dict:
                 params.append(param)
         if r.method in MUTATING and op.idempotency != "none" and not op.public:
             params.append({"name": "Idempotency-Key", "in": "header", "required": False,
-                           "schema": {"type": "string", "maxLength": 120},
+                           "schema": {"type": "string", "minLength": 1, "maxLength": 120},
                            "description": "retrying with the same key and body replays the first answer; "
                                           "another body with the key is a 409"})
         access = ("**Public**: no token needed." if op.public
@@ -95,17 +102,18 @@ def build_openapi(state) -> dict:
             operation["requestBody"] = {"required": True,
                                         "content": {"application/json": {"schema": ref(body, "validation")}}}
         content_type = op.extra.get("x-content-type", "application/json")
+        content_types = [content_type] if isinstance(content_type, str) else list(content_type)  # or several
         if op.status == 204:
             success: dict[str, Any] = {"description": "Done (no content)"}
         elif _is_model(op.response):
             success = {"description": op.summary or "OK",
-                       "content": {content_type: {"schema": ref(op.response, "serialization")}}}
+                       "content": {c: {"schema": ref(op.response, "serialization")} for c in content_types}}
         elif op.response is not None:
             success = {"description": op.summary or "OK",
-                       "content": {content_type: {"schema": TypeAdapter(op.response).json_schema()}}}
+                       "content": {c: {"schema": TypeAdapter(op.response).json_schema()} for c in content_types}}
         else:
             success = {"description": op.summary or "OK",
-                       "content": {content_type: {"schema": {"type": "string"}}}}
+                       "content": {c: {"schema": {"type": "string"}} for c in content_types}}
         statuses = set(op.errors) | {500}
         if not op.public:
             statuses |= {401, 403}
@@ -116,13 +124,19 @@ def build_openapi(state) -> dict:
         if op.query is not None:
             statuses.add(422)
         if r.method in MUTATING and op.idempotency != "none" and not op.public:
-            statuses.add(409)
+            statuses |= {409, 422}  # 422: a malformed Idempotency-Key
         problem = {"content": {PROBLEM_JSON: {"schema": ref(Problem, "serialization")}}}
         responses = {str(op.status): success}
+        for status in op.extra.get("x-also-status", ()):  # e.g. 200 for "already done" beside a 201
+            responses[str(status)] = success
         for status in sorted(statuses):
             responses[str(status)] = {"description": _ERROR_TEXT.get(status, "Refused"), **problem}
+        # extra "responses" replace the generated answer of the statuses they name (an operation that
+        # answers text or XML, a redirect, a second success status); the others stay as generated
+        responses.update({str(status): spec for status, spec in op.extra.get("responses", {}).items()})
         operation["responses"] = responses
-        operation.update({k: v for k, v in op.extra.items() if k != "x-content-type"})
+        operation.update({k: v for k, v in op.extra.items()
+                          if k not in ("x-content-type", "x-also-status", "responses")})
         paths.setdefault(openapi_path(r.template), {})[r.method.lower()] = operation
 
     return {

@@ -200,7 +200,8 @@ class Member:
                summary="Join the loyalty programme",
                description="The customer themself or staff. Joining again answers 200 with the membership "
                            "(customers also join automatically with their first paid order unless configured "
-                           "otherwise).", errors=(404,), idempotency="none")
+                           "otherwise).", errors=(404,), idempotency="none",
+               extra={"x-also-status": [200]})
     def on_post(self, req, resp, customer_id):
         caller = req.context.caller
         if caller.role == "customer" and caller.customer_id != customer_id:

@@ -405,7 +405,7 @@ class OrderPrescription:
     @operation("prescriptions.submit", roles=STAFF + ("customer",), response=SubmittedOut, status=201, tags=TAGS,
                summary="Upload the prescription of an order held for review", description=UPLOAD_DOC,
                errors=(400, 409, 411, 413, 415, 422), raw_body=True, idempotency="none",
-               max_body_bytes=_upload_limit, extra=UPLOAD_BODY)
+               max_body_bytes=_upload_limit, extra={**UPLOAD_BODY, "x-also-status": [200]})
     def on_post(self, req, resp, order_id):
         ctx, caller, session = req.context.ctx, req.context.caller, req.context.session
         from core.api.access import check_order
@@ -462,7 +462,7 @@ class PrescriptionResource:
 class PrescriptionDocument:
     @operation("prescriptions.document", roles=READERS, tags=TAGS, writes=True,
                summary="The uploaded prescription image or PDF (the read is logged)", errors=(404,),
-               extra={"x-content-type": "application/octet-stream"})
+               extra={"x-content-type": sorted(documents.EXTENSIONS)})
     def on_get(self, req, resp, prescription_id):
         session, caller = req.context.session, req.context.caller
         p = services.get_for(session, prescription_id, caller)

@@ -63,6 +63,24 @@ def _raw(req) -> bytes:
     return body
 
 
+def _answers(media_type: str, statuses: dict[int, str]) -> dict:
+    """OpenAPI ``responses`` of an operation that answers ``media_type`` text (WeChat and browsers are its
+    callers, not API clients): ``{status: description}``; the statuses not named keep problem+json."""
+    return {"responses": {status: {"description": text, "content": {media_type: {"schema": {"type": "string"}}}}
+                          for status, text in statuses.items()}}
+
+
+def _redirect_answer(description: str) -> dict:
+    return {"description": description, "headers": {"Location": {"schema": {"type": "string"}}}}
+
+
+PLAIN, HTML = "text/plain", "text/html"
+
+
+def _merge(answers: dict, more: dict) -> dict:
+    return {"responses": {**answers["responses"], **more}}
+
+
 def _plain(resp, status: int, text: str, content_type: str = falcon.MEDIA_TEXT) -> None:
     resp.status = status
     resp.content_type = content_type
@@ -79,7 +97,8 @@ reply) and answered within WeChat's 5 seconds."""
 
 class Callback:
     @operation("wechat.callback_verify", public=True, tags=TAGS, summary="WeChat server URL verification",
-               description=CALLBACK_DOC, errors=(403, 503))
+               description=CALLBACK_DOC, errors=(403, 503),
+               extra=_answers(PLAIN, {200: "echostr", 403: "invalid signature", 503: "not configured"}))
     def on_get(self, req, resp):
         settings = _settings(req)
         if settings.server_missing:
@@ -90,7 +109,12 @@ class Callback:
         _plain(resp, 200, str(p.get("echostr", ""))[:200])
 
     @operation("wechat.callback", public=True, tags=TAGS, summary="WeChat pushes (messages and events)",
-               description=CALLBACK_DOC, raw_body=True, idempotency="none", errors=(400, 403, 413, 503))
+               description=CALLBACK_DOC, raw_body=True, idempotency="none", errors=(400, 403, 413, 503),
+               extra=_merge(_answers(PLAIN, {400: "malformed push", 403: "invalid signature",
+                                             503: "not configured"}),
+                            {200: {"description": "`success`, or a reply message (XML, encrypted in safe mode)",
+                                   "content": {PLAIN: {"schema": {"type": "string"}},
+                                               "application/xml": {"schema": {"type": "string"}}}}}))
     def on_post(self, req, resp):
         settings = _settings(req)
         if settings.server_missing:
@@ -110,7 +134,10 @@ class PayNotify:
     @operation("wechat.pay_notify", public=True, tags=TAGS, summary="WeChat Pay payment notifications",
                description="Verified (MD5 or HMAC-SHA256 signature, appid, mch_id, amount) and applied once "
                            "however often WeChat repeats it; answered with WeChat's SUCCESS/FAIL XML.",
-               raw_body=True, idempotency="none", errors=(400, 413, 503))
+               raw_body=True, idempotency="none", errors=(400, 413, 503),
+               extra=_answers("application/xml", {200: "SUCCESS (or FAIL with the reason, not retried)",
+                                                  400: "FAIL: malformed or not verified",
+                                                  503: "FAIL: not configured"}))
     def on_post(self, req, resp):
         status, text = payments.notification(req.context.ctx, _settings(req), _raw(req))
         _plain(resp, status, text, XML)
@@ -150,7 +177,9 @@ def _secure(settings) -> bool:
 class OAuthStart:
     @operation("wechat.oauth_start", public=True, tags=TAGS, summary="Sign in with WeChat (redirects to WeChat)",
                description="`next` is a path on this site to return to (anything else returns to /h5/).",
-               writes=True, errors=(503,))
+               writes=True, errors=(503,),
+               extra=_merge(_answers(HTML, {503: "a page: sign-in is not configured"}),
+                            {302: _redirect_answer("to WeChat's authorize page")}))
     def on_get(self, req, resp):
         settings = _settings(req)
         if settings.oauth_missing:
@@ -165,7 +194,12 @@ class OAuthCallback:
     @operation("wechat.oauth_callback", public=True, tags=TAGS, summary="WeChat sends the customer back",
                description="Consumes the single-use state, finds or creates the customer by openid and hands the "
                            "page a one-time login code in an HttpOnly cookie (never a token in a URL).",
-               writes=True, errors=(400, 403, 502, 503))
+               writes=True, errors=(400, 403, 502, 503),
+               extra=_merge(_answers(HTML, {400: "a page: the sign-in link is stale or incomplete",
+                                            403: "a page: open the shop in WeChat",
+                                            502: "a page: WeChat did not answer",
+                                            503: "a page: sign-in is not available"}),
+                            {302: _redirect_answer("back to the page the sign-in started from")}))
     def on_get(self, req, resp):
         settings = _settings(req)
         if settings.oauth_missing:
@@ -344,13 +378,16 @@ def _send(req, resp, path: Path, cache: str) -> None:
 
 
 class H5Page:
-    @operation("wechat.h5", public=True, tags=TAGS, summary="The H5 shop (a single page)")
+    @operation("wechat.h5", public=True, tags=TAGS, summary="The H5 shop (a single page)",
+               extra={"x-content-type": HTML, "responses": {304: {"description": "Not modified (ETag)"}}})
     def on_get(self, req, resp):
         _send(req, resp, H5_ROOT / "index.html", "no-store")
 
 
 class H5Asset:
-    @operation("wechat.h5_asset", public=True, tags=TAGS, summary="A file of the H5 shop", errors=(404,))
+    @operation("wechat.h5_asset", public=True, tags=TAGS, summary="A file of the H5 shop", errors=(404,),
+               extra={"x-content-type": sorted({t.split(";")[0] for t in CONTENT_TYPES.values()}),
+                      "responses": {304: {"description": "Not modified (ETag)"}}})
     def on_get(self, req, resp, filepath):
         parts = filepath.split("/")
         if "\x00" in filepath:  # no file name holds one (and the file system would raise on it)
