@@ -29,6 +29,9 @@ GUNICORN_DEFAULTS: dict[str, Any] = {
     "limit_request_fields": 100,
     "limit_request_field_size": 8190,
     "accesslog": None,  # the app writes its own JSON access line with the request id
+    # gunicorn >= 24's control socket sits at one path per user (~/.gunicorn/gunicorn.ctl): two
+    # instances on one host would take it from each other, and nothing here uses it
+    "control_socket_disable": True,
 }
 
 
