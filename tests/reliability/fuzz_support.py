@@ -1,0 +1,236 @@
+"""The machinery of ``test_fuzz.py``: a seeded app with every plugin, schemathesis cases per operation and role,
+the checks, and the tally of cases tried and failures.
+
+Schemathesis (4.x) loads ``/api/v1/openapi.json`` straight from the Falcon WSGI app
+(``schemathesis.openapi.from_wsgi``) and sends every case to it in-process through its
+WSGI transport (werkzeug's test client): no server, no sockets, the real middleware,
+database and plugins.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis.errors import Unsatisfiable
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.checks import not_a_server_error
+
+from core.testing import ApiClient, Shop
+
+ALL_PLUGINS = ["prescription_review", "loyalty", "pos_sync", "wechat_channel"]
+#: who the cases are sent as: every staff role, a customer, nobody, and a POS terminal
+ROLES = ("admin", "store_manager", "pharmacist", "clerk", "customer", "anonymous", "device")
+#: the checks every response must pass (not a 5xx; status code, content type and body as declared)
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+def mutated_input_refused(ctx, response, case):
+    """schemathesis' ``negative_data_rejection``, also counting 413 as a refusal (a mutated string made the
+    body larger than the limit: refused before it is parsed, which is right)."""
+    if response.status_code == 413:
+        return None
+    return negative_data_rejection(ctx, response, case)
+
+
+#: mutated (schema-violating) input must be refused with a 4xx, never accepted
+NEGATIVE_CHECKS = CHECKS + [mutated_input_refused]
+
+#: generated examples per (operation, role, mode) for a role the operation admits; ``PHARMO2O_FUZZ_EXAMPLES``
+#: raises it for a longer run; a role the operation refuses gets a quarter of it (at least 1)
+DEFAULT_EXAMPLES = 4
+
+
+def examples() -> int:
+    raw = os.environ.get("PHARMO2O_FUZZ_EXAMPLES", "")
+    try:
+        return max(1, int(raw)) if raw else DEFAULT_EXAMPLES
+    except ValueError:
+        raise ValueError(f"PHARMO2O_FUZZ_EXAMPLES must be a whole number, not {raw!r}") from None
+
+
+def fuzz_seed() -> int:
+    raw = os.environ.get("PHARMO2O_FUZZ_SEED", "")
+    return int(raw) if raw else int.from_bytes(os.urandom(4), "big")
+
+
+# ---------------------------------------------------------------------------- seeded data
+
+@dataclass
+class Seeded:
+    """Rows the fuzzer's path parameters can hit: ``ids[param name] -> [existing ids]``."""
+
+    api: ApiClient
+    ids: dict[str, list] = field(default_factory=dict)
+    device_secret: str = ""
+    device_database_id: str = ""
+
+    def headers(self, role: str, fresh: bool = False) -> dict:
+        """The credentials ``role`` sends; ``fresh`` mints a new token (for a case that revokes its own)."""
+        if role == "anonymous":
+            return {}
+        if role == "device":
+            return {"Authorization": f"Bearer {self.device_secret}", "X-POS-Database-Id": self.device_database_id}
+        if fresh:
+            who = {"customer_id": self.api.customer_id} if role == "customer" else {"user_id": self.api.user_ids[role]}
+            return {"Authorization": f"Bearer {self.api.token(**who)}"}
+        return {"Authorization": f"Bearer {self.api.tokens[role]}"}
+
+
+def _ok(result, status=(200, 201)):
+    assert result.status_code in (status if isinstance(status, tuple) else (status,)), \
+        f"seeding failed: {result.status_code} {result.text}"
+    return result.json
+
+
+def seed_data(api: ApiClient) -> Seeded:
+    """A second store, products with stock (OTC and Rx), orders in several states, a prescription, a loyalty
+    reward, a POS terminal with an uploaded sale, and users the fuzzer may change freely."""
+    from tests.plugins.prescription_review.helpers import form, licence, rx_fields, unique_doc
+
+    shop = Shop(api)
+    s = Seeded(api)
+    other = _ok(api.post("/api/v1/stores", json={"code": "FZ2", "name": "第二门店", "address": "", "phone": ""}))
+    extra = shop.product(rx_class="otc_a", price_fen=990, generic_name="维生素C片")
+    s.ids["store_id"] = [api.store_id, other["id"]]
+    s.ids["product_id"] = [shop.otc["id"], shop.rx["id"], extra["id"]]
+    s.ids["customer_id"] = [api.customer_id]
+
+    licence(api, api.user_ids["pharmacist"], "PH-FUZZ-1")
+    # orders: placed by the customer (awaiting payment), paid, ready (fulfilled), held for prescription review
+    placed = shop.place_order(role="customer").json
+    paid = shop.place_order().json
+    shop.pay(paid["id"])
+    ready = shop.place_order().json
+    shop.pay(ready["id"])
+    shop.fulfil(ready["id"])
+    held = shop.place_order([(shop.rx["id"], 1)], role="customer").json
+    body, ctype = form(rx_fields([(shop.rx["id"], 1)]), unique_doc())
+    rx = _ok(api.post(f"/api/v1/orders/{held['id']}/prescription", role="customer", body=body,
+                      headers={"Content-Type": ctype}))
+    s.ids["order_id"] = [placed["id"], paid["id"], ready["id"], held["id"]]
+    s.ids["prescription_id"] = [rx["id"]]
+
+    reward = _ok(api.post("/api/v1/loyalty/rewards", json={
+        "product_id": shop.otc["id"], "points_cost": 100, "label": "积分换购"}), 201)
+    s.ids["reward_id"] = [reward["id"]]
+
+    # users the fuzzer may patch (never the ones whose tokens it sends)
+    victims = []
+    for n in range(2):
+        victims.append(_ok(api.post("/api/v1/users", json={
+            "username": f"fuzzvictim{n}", "password": "fuzz-password-1", "role": "clerk",
+            "display_name": f"victim {n}", "store_id": api.store_id}), 201)["id"])
+    s.ids["user_id"] = victims
+
+    device = _ok(api.post("/api/v1/pos/devices", json={"store_id": api.store_id, "name": "Counter 1"}), 201)
+    s.ids["device_id"] = [device["id"]]
+    s.device_secret = device["secret"]
+    s.device_database_id = f"fuzzdb-{uuid.uuid4().hex[:12]}"
+    s.ids["discrepancy_id"] = []
+    s.ids["flag_id"] = []
+    s.ids["filepath"] = ["index.html", "app.js"]
+    return s
+
+
+# ---------------------------------------------------------------------------- running
+
+@dataclass
+class Tally:
+    cases: int = 0
+    pairs: int = 0  # (operation, role) combinations run
+    statuses: dict[int, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    slowest: dict[str, float] = field(default_factory=dict)  # operation -> seconds
+
+
+def load_schema(api: ApiClient):
+    return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", api.app)
+
+
+def operations(schema):
+    out = []
+    for result in schema.get_all_operations():
+        out.append(result.ok())
+    return out
+
+
+def admits(operation, role: str) -> bool:
+    raw = operation.definition.raw
+    if raw.get("x-public"):
+        return role == "anonymous"
+    return role in raw.get("x-roles", [])
+
+
+def _valid_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def run_operation(operation, role: str, seeded: Seeded, tally: Tally, n: int, seed_value: int) -> None:
+    """``n`` positive and ``n`` negative (mutated) cases of ``operation`` sent as ``role``."""
+    revokes_token = operation.path.endswith("/auth/logout")  # each case logs out a token of its own
+    params = [p.name for p in operation.path_parameters]
+    # the POS batch checks each sale on its own (documented): a malformed sale is answered 200 with that sale
+    # "rejected", never the batch refused — so a mutated sale is not a schema-violating request "accepted"
+    per_item = operation.definition.raw.get("operationId") == "pos.sales.batch"
+    protect_users = "user_id" in params and operation.method.upper() in ("PATCH", "DELETE", "POST")
+
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        strategy = operation.as_strategy(generation_mode=mode)
+        checks = CHECKS if mode is GenerationMode.POSITIVE or per_item else NEGATIVE_CHECKS
+
+        @seed(seed_value)
+        @settings(max_examples=n, deadline=None, database=None, derandomize=False,
+                  suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate, Phase.shrink],
+                  print_blob=False)
+        @given(case=strategy, data=st.data())
+        def fuzz(case, data):
+            if mode is GenerationMode.POSITIVE:
+                for name in params:
+                    known = seeded.ids.get(name) or []
+                    if known and (protect_users and name == "user_id" or data.draw(st.booleans(), label=name)):
+                        case.path_parameters[name] = data.draw(st.sampled_from(known), label=name)
+            elif protect_users and _valid_id(case.path_parameters.get("user_id")):
+                case.path_parameters["user_id"] = seeded.ids["user_id"][0]
+            # the role's credentials go into the case itself: schemathesis re-validates an edited case, so a
+            # negative case whose only mutation was the Authorization header counts as the valid one it became
+            headers = seeded.headers(role, fresh=revokes_token)
+            if headers:
+                case.headers = {**(case.headers or {}), **headers}
+            tally.cases += 1
+            response = case.call()
+            tally.statuses[response.status_code] = tally.statuses.get(response.status_code, 0) + 1
+            case.validate_response(response, checks=checks)
+
+        try:
+            fuzz()
+        except Unsatisfiable:  # nothing to mutate (no parameters, no body): no negative case exists
+            continue
+        except (Exception, BaseExceptionGroup) as exc:  # a failing case: recorded (shrunk) and reported together at the end
+            tally.failures.append(f"{operation.method.upper()} {operation.path} as {role} ({mode.value}):\n"
+                                  f"{str(exc)[:3000]}")
+
+
+def fuzz_role(schema, role: str, seeded: Seeded, n: int, seed_value: int) -> Tally:
+    tally = Tally()
+    started = time.monotonic()
+    for operation in operations(schema):
+        count = n if admits(operation, role) else max(1, n // 4)
+        tally.pairs += 1
+        began = time.monotonic()
+        run_operation(operation, role, seeded, tally, count, seed_value)
+        tally.slowest[f"{operation.method.upper()} {operation.path}"] = time.monotonic() - began
+    tally.seconds = time.monotonic() - started
+    return tally
