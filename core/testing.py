@@ -551,11 +551,13 @@ class GunicornServer:
     A separate process group on 127.0.0.1 (a free port, or ``port``) with ``workers`` sync
     workers, started, stopped, killed (SIGKILL) and started again at will; everything it writes
     goes to ``log_path`` (a file, not a pipe: a full pipe would block the workers). ``settings``
-    (``{"section.key": value}``) are added to the configuration file it is given.
+    (``{"section.key": value}``) are added to the configuration file it is given; ``log_level``
+    (e.g. ``"debug"``) is gunicorn's and the app's logging level (default: ``pharmo2o serve``'s).
     """
 
     def __init__(self, ctx: Context, tmp_path: Path, *, workers: int = 2, name: str = "gunicorn",
-                 port: int | None = None, timeout: int | None = None, settings: dict | None = None) -> None:
+                 port: int | None = None, timeout: int | None = None, settings: dict | None = None,
+                 log_level: str | None = None) -> None:
         import copy
 
         import tomli_w
@@ -571,7 +573,7 @@ class GunicornServer:
         self.config = self.workdir / "pharmo2o.toml"
         self.config.write_text(tomli_w.dumps(data), encoding="utf-8")
         self.log_path = self.workdir / "server.log"
-        self.workers, self.timeout = workers, timeout
+        self.workers, self.timeout, self.log_level = workers, timeout, log_level
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
@@ -583,6 +585,8 @@ class GunicornServer:
         import urllib.request
         env = {k: v for k, v in os.environ.items() if not k.startswith("PHARMO2O_")}
         extra = "" if self.timeout is None else f", timeout={self.timeout}"
+        if self.log_level is not None:
+            extra += f", log_level={self.log_level!r}"
         code = (f"from core.api.server import serve; "
                 f"serve({str(self.config)!r}, '127.0.0.1:{self.port}', {self.workers}{extra})")
         with open(self.log_path, "ab") as log:
