@@ -118,7 +118,9 @@ def _ok(r, status=(200, 201)):
 
 
 def build_world(make_api, tmp_path) -> World:
-    settings = {"prescription_review.storage_dir": str(tmp_path / "rx-docs")}
+    settings = {"prescription_review.storage_dir": str(tmp_path / "rx-docs"),
+                # a terminal's pull serves rows at once (PostgreSQL would hold back the last 5 s)
+                "pos_sync.price_check_seconds": 0, "pos_sync.catalog_settle_seconds": 0}
     settings.update({f"wechat.{k}": v for k, v in WECHAT.items()})
     api = make_api(enabled=ALL_PLUGINS, settings=settings)
     w = World(api)

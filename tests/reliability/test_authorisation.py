@@ -62,6 +62,7 @@ class Row:
     upload: list | None = None  # a prescription upload: [(id name of product, quantity)]
     field: str | None = None  # the field the problem names
     changes: frozenset = dc_field(default_factory=frozenset)  # tables a refusal is allowed to write (by design)
+    says: str | None = None  # a piece of the problem's detail: refused for the reason the row is about
     why: str = ""
 
     @property
@@ -127,10 +128,11 @@ TABLE: list[Row] = [
     R("cust_b", "GET", "/api/v1/prescriptions/{rx_b}/document", 200, changes=frozenset({"rx_access_log"}),
       why="control: the patient (the customer who owns the order)"),
     R("pharm1", "GET", "/api/v1/prescriptions/{rx_b}/document", 200, why="control: a pharmacist of its store"),
-    R("clerk1", "GET", "/api/v1/prescriptions/{rx_b}/document", 403, FORBID),
+    R("clerk1", "GET", "/api/v1/prescriptions/{rx_b}/document", 403, FORBID, says="admitted: pharmacist, customer"),
     R("manager1", "GET", "/api/v1/prescriptions/{rx_b}/document", 403, FORBID),
     R("admin", "GET", "/api/v1/prescriptions/{rx_b}/document", 403, FORBID),
-    R("pharm2", "GET", "/api/v1/prescriptions/{rx_b}/document", 403, FORBID, why="a pharmacist of another store"),
+    R("pharm2", "GET", "/api/v1/prescriptions/{rx_b}/document", 403, FORBID, says="may not act on store",
+      why="a pharmacist of another store"),
     R("pharm2", "GET", "/api/v1/prescriptions/{rx_b}", 403, FORBID),
     R("clerk1", "GET", "/api/v1/prescriptions/{rx_b}", 403, FORBID),
     R("clerk1", "GET", "/api/v1/prescriptions", 403, FORBID),
@@ -142,19 +144,20 @@ TABLE: list[Row] = [
     R("manager1", "POST", "/api/v1/prescriptions/{rx_b}/approve", 403, FORBID, json={}),
     R("admin", "POST", "/api/v1/prescriptions/{rx_b}/approve", 403, FORBID, json={}),
     R("cust_b", "POST", "/api/v1/prescriptions/{rx_b}/approve", 403, FORBID, json={}, why="the patient herself"),
-    R("pharm_expired", "POST", "/api/v1/prescriptions/{rx_b}/approve", 403, FORBID, json={}),
-    R("pharm_expired", "POST", "/api/v1/prescriptions/{rx_b}/reject", 403, FORBID, json=REJECT),
-    R("pharm_expired", "POST", "/api/v1/prescriptions/{rx_b}/claim", 403, FORBID),
-    R("pharm_unlicensed", "POST", "/api/v1/prescriptions/{rx_b}/approve", 403, FORBID, json={}),
+    R("pharm_expired", "POST", "/api/v1/prescriptions/{rx_b}/approve", 403, FORBID, json={}, says="not current"),
+    R("pharm_expired", "POST", "/api/v1/prescriptions/{rx_b}/reject", 403, FORBID, json=REJECT, says="not current"),
+    R("pharm_expired", "POST", "/api/v1/prescriptions/{rx_b}/claim", 403, FORBID, says="not current"),
+    R("pharm_unlicensed", "POST", "/api/v1/prescriptions/{rx_b}/approve", 403, FORBID, json={},
+      says="no pharmacist licence number"),
     R("pharm2", "POST", "/api/v1/prescriptions/{rx_b}/approve", 403, FORBID, json={},
-      why="licensed, but at another store"),
-    R("pharm2", "POST", "/api/v1/prescriptions/{rx_b}/claim", 403, FORBID),
-    R("pharm1", "POST", "/api/v1/prescriptions/{rx_s2}/reject", 403, FORBID, json=REJECT),
+      says="your licence is registered at store", why="licensed, but at another store"),
+    R("pharm2", "POST", "/api/v1/prescriptions/{rx_b}/claim", 403, FORBID, says="registered at store"),
+    R("pharm1", "POST", "/api/v1/prescriptions/{rx_s2}/reject", 403, FORBID, json=REJECT, says="registered at store"),
     R("clerk2", "POST", "/api/v1/orders/{order_rx_b}/prescription", 403, FORBID, upload=[("rx", 1)],
       why="a clerk of store 2 uploading to store 1's order"),
     # ------------------------------------------- staff of store 1 on store 2 (stock, orders, users)
     R("manager1", "GET", "/api/v1/stores/{store1}/stock", 200, why="control: own store"),
-    R("manager1", "GET", "/api/v1/stores/{store2}/stock", 403, FORBID),
+    R("manager1", "GET", "/api/v1/stores/{store2}/stock", 403, FORBID, says="may not act on store"),
     R("clerk1", "GET", "/api/v1/stores/{store2}/stock", 403, FORBID),
     R("clerk1", "POST", "/api/v1/stores/{store2}/stock/receipts", 403, FORBID,
       json={"product_id": "{otc}", "lot_no": "X1", "expiry": "2099-01-01", "quantity": 5}),
@@ -168,7 +171,7 @@ TABLE: list[Row] = [
       json={"lot_id": "{lot2_otc}", "to_store_id": "{store2}", "quantity": 5}, why="store 2's lot from store 1"),
     R("manager1", "GET", "/api/v1/stores/{store2}/stock/movements", 403, FORBID),
     R("manager1", "PATCH", "/api/v1/stores/{store2}", 403, FORBID, json={"name": "taken over"}),
-    R("manager1", "GET", "/api/v1/orders/{order_s2}", 403, FORBID),
+    R("manager1", "GET", "/api/v1/orders/{order_s2}", 403, FORBID, says="may not act on store"),
     R("clerk1", "GET", "/api/v1/orders/{order_s2}", 403, FORBID),
     R("clerk1", "POST", "/api/v1/orders/{order_s2}/cancel", 403, FORBID, json=CANCEL),
     R("clerk1", "POST", "/api/v1/orders/{order_s2}/pay", 403, FORBID, json={"provider": "cash"}),
@@ -193,16 +196,17 @@ TABLE: list[Row] = [
     R("manager1", "POST", "/api/v1/products/{otc}/deactivate", 403, FORBID),
     # ------------------------------------------------- POS: terminals and their managers
     R("dev1", "GET", "/api/v1/pos/catalog", 200, changes=frozenset({"pos_devices"}), why="control"),
-    R("dev_revoked", "GET", "/api/v1/pos/catalog", 403, REFUSED),
+    R("dev_revoked", "GET", "/api/v1/pos/catalog", 403, REFUSED, says="is revoked"),
     R("dev_revoked", "POST", "/api/v1/pos/sales:batch", 403, REFUSED, json={"sales": "SALE"}),
     R("dev1_clone", "GET", "/api/v1/pos/catalog", 403, REFUSED, changes=frozenset({"pos_sale_flags"}),
+      says="another terminal database",
       why="dev1's secret from another terminal database: refused and flagged for review"),
     R("dev1_clone", "POST", "/api/v1/pos/sales:batch", 403, REFUSED, json={"sales": "SALE"},
       changes=frozenset({"pos_sale_flags"})),
     R("clerk1", "GET", "/api/v1/pos/devices", 403, FORBID),
     R("manager1", "GET", "/api/v1/pos/devices", 403, FORBID, params={"store_id": "{store2}"}),
     R("manager1", "POST", "/api/v1/pos/devices", 403, FORBID, json={"store_id": "{store2}", "name": "Mole"}),
-    R("manager1", "GET", "/api/v1/pos/devices/{dev2}", 403, FORBID),
+    R("manager1", "GET", "/api/v1/pos/devices/{dev2}", 403, FORBID, says="their own store"),
     R("manager1", "POST", "/api/v1/pos/devices/{dev2}/revoke", 403, FORBID, json={"reason": "x"}),
     R("manager1", "POST", "/api/v1/pos/devices/{dev2}/reregister", 403, FORBID),
     R("manager1", "GET", "/api/v1/pos/discrepancies", 403, FORBID, params={"store_id": "{store2}"}),
@@ -212,10 +216,11 @@ TABLE: list[Row] = [
     R("manager1", "GET", "/api/v1/pos/sync-status", 403, FORBID, params={"store_id": "{store2}"}),
     # ---------------------------------------------------------- loyalty: no self-credit
     R("admin2", "POST", "/api/v1/members/{cust_staffer}/adjustments", 403, FORBID,
-      json={"points": 1000, "reason": "bonus"}, why="an admin crediting the customer account linked to them"),
+      json={"points": 1000, "reason": "bonus"}, says="is linked to customer",
+      why="an admin crediting the customer account linked to them"),
     R("admin2", "POST", "/api/v1/members/{cust_staffer}/adjustments", 403, FORBID,
       json={"points": -10, "reason": "fix"}, why="nor debiting it"),
-    R("admin2", "DELETE", "/api/v1/loyalty/staff-links/{user_admin2}", 403, FORBID,
+    R("admin2", "DELETE", "/api/v1/loyalty/staff-links/{user_admin2}", 403, FORBID, says="their own customer account",
       why="an admin removing their own link (to credit themselves next)"),
     R("manager1", "POST", "/api/v1/members/{cust_a}/adjustments", 403, FORBID, json={"points": 1, "reason": "x"}),
     R("clerk1", "POST", "/api/v1/loyalty/staff-links", 403, FORBID,
@@ -327,6 +332,8 @@ def test_ownership_table(world):
                 problems.append(f"content type {r.headers.get('content-type')}")
             if row.field and row.field not in [e.get("field") for e in r.json.get("errors", [])]:
                 problems.append(f"the problem does not name {row.field!r}: {r.json}")
+            if row.says and row.says not in (r.json or {}).get("detail", ""):
+                problems.append(f"refused for another reason than {row.says!r}: {r.json.get('detail')}")
         if before is not None:
             changed = {t: d for t, d in diff(before, w.snapshot()).items() if t not in row.changes}
             if changed:
@@ -400,17 +407,28 @@ def test_lists_show_only_what_is_the_callers(world):
     admin_queue = w.request("admin", "GET", "/api/v1/reports/order-queue").json
     assert {s["id"] for s in admin_queue["stores"]} == {ids["store1"], ids["store2"]}  # the control: all stores
 
-    catalog = w.request("dev1", "GET", "/api/v1/pos/catalog").json
-    assert catalog["store_id"] == ids["store1"] and catalog["stock"]
+    def pull(who, since=None):
+        """Every page of a terminal's pull: (first page, lots)."""
+        pages = []
+        while True:
+            r = w.request(who, "GET", "/api/v1/pos/catalog", params={"since": since} if since else None)
+            assert r.status_code == 200, r.text[:300]
+            pages.append(r.json)
+            since = r.json["next_cursor"]
+            if not r.json["has_more"]:
+                return pages[0], pages[-1]["next_cursor"], [lot for p in pages for lot in p["stock"]]
+
+    first, _cursor, lots = pull("dev1")
+    assert first["store_id"] == ids["store1"] and lots
     with w.ctx.session() as s:
         from core.models import StockLot
-        lot_stores = {s.get(StockLot, lot["lot_id"]).store_id for lot in catalog["stock"]}
+        lot_stores = {s.get(StockLot, lot["lot_id"]).store_id for lot in lots}
     assert lot_stores == {ids["store1"]}
     # store 2's cursor in store 1's terminal: a full resync of store 1, never store 2's rows
-    cursor = w.request("dev2", "GET", "/api/v1/pos/catalog").json["next_cursor"]
-    again = w.request("dev1", "GET", "/api/v1/pos/catalog", params={"since": cursor}).json
+    _first, cursor2, _lots = pull("dev2")
+    again, _cursor, lots_again = pull("dev1", cursor2)
     assert again["reset"] is True and again["store_id"] == ids["store1"]
-    assert {lot["lot_id"] for lot in again["stock"]} == {lot["lot_id"] for lot in catalog["stock"]}
+    assert {lot["lot_id"] for lot in lots_again} == {lot["lot_id"] for lot in lots}
 
 
 def test_a_terminal_sells_only_for_its_own_store(world):
