@@ -117,12 +117,29 @@ def _ok(r, status=(200, 201)):
     return r.json
 
 
-def build_world(make_api, tmp_path) -> World:
+def world_settings(tmp_path) -> dict:
     settings = {"prescription_review.storage_dir": str(tmp_path / "rx-docs"),
                 # a terminal's pull serves rows at once (PostgreSQL would hold back the last 5 s)
                 "pos_sync.price_check_seconds": 0, "pos_sync.catalog_settle_seconds": 0}
     settings.update({f"wechat.{k}": v for k, v in WECHAT.items()})
-    api = make_api(enabled=ALL_PLUGINS, settings=settings)
+    return settings
+
+
+def world_api(databases, tmp_path) -> ApiClient:
+    """What ``make_api(enabled=ALL_PLUGINS, settings=world_settings(tmp_path))`` builds, for a fixture of any
+    scope (``databases`` is the session's ``pharmo2o_databases``); ``api.ctx.dispose()`` when done."""
+    from core.config import Config
+    from core.context import Context
+    from core.testing import build_api_client
+    data: dict = {"database_url": databases.fresh(ALL_PLUGINS, (), tmp_path), "plugins": {"enabled": ALL_PLUGINS}}
+    for key, value in world_settings(tmp_path).items():
+        section, name = key.split(".", 1)
+        data.setdefault(section, {})[name] = value
+    ctx = Context.create(Config(path=tmp_path / "pharmo2o.toml", data=data))
+    return build_api_client(ctx)
+
+
+def build_world(api: ApiClient) -> World:
     w = World(api)
     w.bearer.update({"admin": api.tokens["admin"], "manager1": api.tokens["store_manager"],
                      "pharm1": api.tokens["pharmacist"], "clerk1": api.tokens["clerk"],
