@@ -9,9 +9,11 @@ proxy) boundaries, with every worker holding its own connection pool.
 """
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
+import requests
 import xmltodict
 from sqlalchemy import func, select, update
 
@@ -28,6 +30,7 @@ from tests.plugins.pos_sync.helpers import sale
 from tests.plugins.prescription_review.helpers import JPEG, add_pharmacist, form, licence, rx_fields
 
 from .conftest import PG_ONLY
+from .deployment import access_lines
 
 pytestmark = PG_ONLY
 TIMEOUT = 60  # seconds a client waits for one answer
@@ -324,3 +327,70 @@ def test_every_host_served_its_share_and_kept_few_connections(deployment):
     open_now = dep.connections()
     print(f"[{dep.kind}] database connections now: {open_now} for {workers} workers (+ this test's pool)")
     assert open_now <= workers * 3 + 5, open_now
+
+
+def test_a_host_dying_under_load_behind_nginx_loses_no_order_and_doubles_none(deployment):
+    """Host B is SIGKILLed (master and workers) while 20 clients place orders through nginx. A POST that
+    could not reach B goes to A (nothing was sent); one B had received gets a 502 (nginx cannot know whether
+    B committed it) and the client retries it with the same Idempotency-Key, as clients must. Every order
+    is placed exactly once; B takes traffic again once it is back."""
+    dep = deployment
+    if dep.proxy is None:
+        pytest.skip("one gunicorn: no second host to fail over to (killed workers: test_faults.py)")
+    host_a, host_b = dep.servers
+    clients, each = 20, 3
+    pid = product(dep.api)["id"]
+    receive(dep.api, dep.api.store_id, pid, clients * each)
+    body = {"store_id": dep.api.store_id, "customer_id": dep.api.customer_id, "channel": "store",
+            "fulfilment": "pickup", "lines": [{"product_id": pid, "quantity": 1}]}
+    retried = []
+
+    def client(i):
+        if i == clients:  # the last thread is the fault: B dies while the others are busy
+            time.sleep(0.4)
+            host_b.kill()
+            return None
+        placed = []
+        with dep.session() as http:
+            for n in range(each):
+                key = f"failover-{uuid.uuid4().hex}"
+                for attempt in range(6):
+                    try:
+                        r = http.post(f"{dep.url}/api/v1/orders", json=body, timeout=TIMEOUT,
+                                      headers=dep.headers("clerk", **{"Idempotency-Key": key,
+                                                                      "X-Request-Id": rid(f"failover{i}-{n}")}))
+                    except requests.ConnectionError:
+                        r = None
+                    if r is not None and r.status_code not in (502, 503, 504):
+                        break
+                    retried.append((i, n, None if r is None else r.status_code))
+                    time.sleep(0.2)
+                assert r is not None and r.status_code == 201, (r.status_code, r.text[:300]) if r else "no answer"
+                placed.append((key, r.json()["id"]))
+        return placed
+
+    try:
+        results, errors = run_threads(clients + 1, client)
+    finally:
+        if host_b.proc is None:
+            host_b.start()
+    assert errors == [], errors[:3]
+    placed = [p for r in results if r for p in r]
+    print(f"\n[{dep.kind}] host B killed under load: {len(placed)} orders, {len(retried)} retried "
+          f"({sorted(set(code for *_, code in retried), key=str)})")
+    assert len(placed) == clients * each
+    assert len({oid for _, oid in placed}) == clients * each  # one order per key, none shared
+    with dep.ctx.session() as s:
+        assert s.scalar(select(func.count(func.distinct(OrderLine.order_id))).where(
+            OrderLine.product_id == pid)) == clients * each  # none doubled by a retry
+        assert s.scalar(select(func.sum(StockLot.reserved)).where(StockLot.product_id == pid)) == clients * each
+        assert stock.verify(s) == []
+    assert host_a.worker_pids(), "host A went down too"
+    served_before = len(access_lines(host_b))
+    with dep.session() as http:  # nginx tries B again after fail_timeout (10 s)
+        for _ in range(150):
+            assert http.get(f"{dep.url}/api/v1/health", timeout=TIMEOUT).status_code == 200
+            if len(access_lines(host_b)) > served_before + 1:
+                break
+            time.sleep(0.1)
+    assert len(access_lines(host_b)) > served_before + 1, "host B never got traffic back"
