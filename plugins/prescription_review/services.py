@@ -524,8 +524,11 @@ def consume_for(session: Session, order: Order, prescription_id: Any, actor: str
     session.refresh(p)
     if p.status != "approved":
         refuse(f"prescription {pid} is {p.status}, not approved by a pharmacist")
-    if p.customer_id is not None and order.customer_id is not None and p.customer_id != order.customer_id:
-        refuse(f"prescription {pid} belongs to another customer")
+    if p.customer_id is not None and order.customer_id != p.customer_id:
+        # a customer's prescription serves that customer's orders and sales only: a sale naming no
+        # customer cannot use it either (else any counter or terminal could dispense on anyone's)
+        refuse(f"prescription {pid} belongs to another customer" if order.customer_id is not None else
+               f"prescription {pid} is a customer's: name that customer (customer_id) on the sale")
     day = settings.today(order.created_at)
     if not p.issue_date <= day <= p.valid_until:
         refuse(f"prescription {pid} is valid from {p.issue_date.isoformat()} to {p.valid_until.isoformat()}, "
