@@ -214,7 +214,8 @@ def build_world(api: ApiClient) -> World:
     w.ids["rx_b"] = upload(w, "cust_b", rx_b["id"], [(rx, 1)])["id"]
     rx_s2 = order("cust_b", s2, [(rx, 1)])
     w.ids["order_rx_s2"] = rx_s2["id"]
-    w.ids["rx_s2"] = upload(w, "cust_b", rx_s2["id"], [(rx, 1)])["id"]
+    w.ids["rx_s2"] = upload(w, "cust_b", rx_s2["id"], [(rx, 3)])["id"]  # covers 2 more units once approved
+    _ok(w.request("pharm2", "POST", "/api/v1/prescriptions/{rx_s2}".format(**w.ids) + "/approve", json={}))
 
     # points: both customers are members with 500 points; admin2 is also customer "staffer"
     for cid in (api.customer_id, cust_b):

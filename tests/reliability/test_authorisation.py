@@ -78,6 +78,8 @@ CANCEL = {"reason": "not mine"}
 REJECT = {"reason_code": "illegible", "message": "看不清"}
 ORDER = {"channel": "web", "fulfilment": "pickup", "lines": [{"product_id": 0, "quantity": 1}]}  # product set later
 NOTE = {"note": "checked"}
+RX_ORDER = {"store_id": "{store1}", "channel": "web", "fulfilment": "pickup",
+            "lines": [{"product_id": "{rx}", "quantity": 1}]}
 
 TABLE: list[Row] = [
     # ------------------------------------------------------------------ tokens
@@ -158,6 +160,13 @@ TABLE: list[Row] = [
     R("pharm1", "POST", "/api/v1/prescriptions/{rx_s2}/reject", 403, FORBID, json=REJECT, says="registered at store"),
     R("clerk2", "POST", "/api/v1/orders/{order_rx_b}/prescription", 403, FORBID, upload=[("rx", 1)],
       why="a clerk of store 2 uploading to store 1's order"),
+    R("cust_a", "POST", "/api/v1/orders", 422, INVALID, field="prescription_id", says="belongs to another customer",
+      json={**RX_ORDER, "prescription_id": "{rx_s2}"}, why="A ordering Rx on B's approved prescription"),
+    R("clerk1", "POST", "/api/v1/orders", 422, INVALID, field="prescription_id", says="belongs to another customer",
+      json={**RX_ORDER, "channel": "store", "customer_id": "{cust_a}", "prescription_id": "{rx_s2}"}),
+    R("clerk1", "POST", "/api/v1/orders", 422, INVALID, field="prescription_id", says="name that customer",
+      json={**RX_ORDER, "channel": "store", "prescription_id": "{rx_s2}"},
+      why="a counter order naming no customer on B's prescription (was accepted: hole fixed)"),
     # ------------------------------------------- staff of store 1 on store 2 (stock, orders, users)
     R("manager1", "GET", "/api/v1/stores/{store1}/stock", 200, why="control: own store"),
     R("manager1", "GET", "/api/v1/stores/{store2}/stock", 403, FORBID, says="may not act on store"),
@@ -538,3 +547,26 @@ def test_no_answer_reveals_a_secret(world):
             text = r.content.decode("utf-8", "replace") if r.content else ""
             leaks += [f"{who} GET {path}: {s[:12]}..." for s in secrets if s in text]
     assert seen > 100 and not leaks, leaks
+
+
+def test_a_prescription_serves_its_own_customer_only(world):
+    """An approved prescription (B's, at store 2) is used by B's sales only: a terminal's sale naming no
+    customer or customer A is rejected and consumes nothing; B buying at store 1's terminal is accepted."""
+    from plugins.prescription_review.models import Consumption
+    w, ids = world, world.ids
+
+    def used():
+        with w.ctx.session() as s:
+            return sorted(s.scalars(select(Consumption.quantity).where(
+                Consumption.prescription_id == ids["rx_s2"], Consumption.released_at.is_(None))))
+
+    before = used()
+    for extra, reason in (({}, "name that customer"), ({"customer_id": ids["cust_a"]}, "another customer")):
+        sale = pos_sale([(ids["rx"], 1, 2600)], prescription_id=str(ids["rx_s2"]), **extra)
+        result = upload_sales(w, "dev1", [sale]).json["results"][0]
+        assert result["status"] == "rejected" and reason in result["reason"], result
+    assert used() == before
+    sale = pos_sale([(ids["rx"], 1, 2600)], prescription_id=str(ids["rx_s2"]), customer_id=ids["cust_b"])
+    result = upload_sales(w, "dev1", [sale]).json["results"][0]
+    assert result["status"] == "accepted", result
+    assert used() == sorted(before + [1])

@@ -155,12 +155,15 @@ def test_an_approved_prescription_named_on_a_new_order_covers_what_it_has_left(m
     assert r.status_code == 422 and "does not exist" in r.json["errors"][0]["message"]
 
 
-def _sale(api, lines, caller, sold_at=None, **extra):
-    """A sale recorded after the fact (the counter, or a POS terminal syncing): ``extra`` as a terminal sends it."""
+def _sale(api, lines, caller, sold_at=None, customer_id=None, **extra):
+    """A sale recorded after the fact (the counter, or a POS terminal syncing): ``extra`` as a terminal sends it;
+    a sale naming a prescription names its customer (the test customer unless ``customer_id``)."""
+    if "prescription_id" in extra and customer_id is None:
+        customer_id = api.customer_id
     with api.ctx.transaction() as s:
         o, _short = orders.record_sale(api.ctx, s, store_id=api.store_id, channel="store", caller=caller,
                                        lines=[{"product_id": p, "quantity": q} for p, q in lines],
-                                       extra=extra, sold_at=sold_at)
+                                       customer_id=customer_id, extra=extra, sold_at=sold_at)
         return o.id
 
 
@@ -241,7 +244,7 @@ def test_two_sales_racing_for_the_last_covered_unit_one_wins(make_api, tmp_path)
             with api.ctx.transaction() as s:
                 orders.record_sale(api.ctx, s, store_id=api.store_id, channel="store", caller=clerk,
                                    lines=[{"product_id": api.rx, "quantity": 1, "lot_no": f"LOT-{'AB'[i]}"}],
-                                   extra={"prescription_id": str(p["id"])})
+                                   customer_id=api.customer_id, extra={"prescription_id": str(p["id"])})
             results[i] = "sold"
         except ValidationFailed as exc:
             results[i] = exc.detail
