@@ -10,11 +10,44 @@ from typing import Iterable
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from .config import Config, load_config
+from .config import Config, ConfigError, load_config
 from .db import make_engine, make_sessionmaker
 from .plugins import PluginRegistry, load_registry
 
-__all__ = ["Context", "context_of"]
+__all__ = ["Context", "context_of", "engine_options"]
+
+_POOL_KEYS = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 1, "pool_recycle": -1}  # key -> smallest value
+
+
+def engine_options(config: Config) -> dict:
+    """The ``[database]`` section as engine options; every key is optional (SQLAlchemy's defaults apply)::
+
+        [database]
+        pool_size = 5                 # connections each process keeps open
+        max_overflow = 10             # more, opened when needed and closed after
+        pool_timeout = 30             # seconds to wait for a free connection
+        pool_recycle = -1             # seconds before a connection is replaced (-1: never)
+        prepared_statements = true    # false behind pgbouncer in transaction mode before 1.21 (PostgreSQL)
+    """
+    section = config.section("database")
+    unknown = sorted(set(section) - set(_POOL_KEYS) - {"prepared_statements"})
+    if unknown:
+        raise ConfigError(f"[database]: unknown key(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted([*_POOL_KEYS, 'prepared_statements']))}")
+    options: dict = {}
+    for key, least in _POOL_KEYS.items():
+        if key in section:
+            value = section[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f"database.{key}: must be a whole number >= {least}, not {value!r}")
+            options[key] = value
+    if "prepared_statements" in section:
+        value = section["prepared_statements"]
+        if not isinstance(value, bool):
+            raise ConfigError(f"database.prepared_statements: must be true or false, not {value!r}")
+        if not value and config.database_url.startswith("postgresql"):
+            options["connect_args"] = {"prepare_threshold": None}  # psycopg: never prepare
+    return options
 
 
 def context_of(session: Session) -> "Context":
@@ -41,7 +74,7 @@ class Context:
                enabled: list[str] | None = None, engine: Engine | None = None) -> "Context":
         config = config or load_config()
         registry = load_registry(config, extra=extra_plugins, enabled=enabled)
-        engine = engine or make_engine(config.database_url)
+        engine = engine or make_engine(config.database_url, **engine_options(config))
         return cls(config, engine, make_sessionmaker(engine), registry)
 
     @property
