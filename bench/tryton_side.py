@@ -15,7 +15,9 @@ Then measures, with direct model calls in this one process:
 - orders: ``sale.sale`` with 3 lines, ``quote``, ``confirm``, ``process`` (invoice in draft,
   customer shipment) and ``stock.shipment.out.assign_try``, ONE ORDER PER TRANSACTION.
 
-Prints one JSON object (rates, counts checked in the database, timings) on the last line of stdout.
+Prints one JSON object (rates, counts checked in the database, timings) on the last line of stdout;
+with ``--serve`` it answers ``pos N`` / ``orders N`` / ``check`` commands on stdin instead, so that
+bench/tryton.py can alternate rounds of Tryton and of our side.
 """
 from __future__ import annotations
 
@@ -37,6 +39,9 @@ args.add_argument("--batch", type=int, default=50, help="POS sales per transacti
 args.add_argument("--orders", type=int, default=50, help="sale orders, one per transaction")
 args.add_argument("--products", type=int, default=20)
 args.add_argument("--seed", type=int, default=1)
+args.add_argument("--serve", action="store_true",
+                  help="after set-up and warm-up, answer commands on stdin (pos N | orders N | check | quit), "
+                       "one JSON line each on stdout: how bench/tryton.py alternates with our side")
 opts = args.parse_args()
 
 TMP = tempfile.TemporaryDirectory(prefix="tryton-bench-")
@@ -328,10 +333,61 @@ def one_order(ids: dict, rnd: random.Random) -> None:
     Shipment.assign_try(list(sale.shipments))
 
 
+def check() -> dict:
+    """What the workloads wrote, counted in the database."""
+    pool = Pool()
+    PSale, Move = pool.get("sale.point.sale"), pool.get("stock.move")
+    AMove, SSale = pool.get("account.move"), pool.get("sale.sale")
+    Shipment, Invoice = pool.get("stock.shipment.out"), pool.get("account.invoice")
+    return {
+        "pos_posted": PSale.search_count([("state", "=", "posted")]),
+        "pos_stock_moves_done": Move.search_count([("origin", "like", "sale.point.sale.line,%"),
+                                                   ("state", "=", "done")]),
+        "account_moves_posted": AMove.search_count([("origin", "like", "sale.point.sale,%"),
+                                                    ("state", "=", "posted")]),
+        "orders_processing": SSale.search_count([("state", "=", "processing")]),
+        "shipments_assigned": Shipment.search_count([("state", "=", "assigned")]),
+        "invoices_draft": Invoice.search_count([("state", "=", "draft")]),
+    }
+
+
+class Bench:
+    def __init__(self, admin: int, ids: dict, context: dict, prices: dict) -> None:
+        self.admin, self.ids, self.context, self.prices = admin, ids, context, prices
+        self.rnd = random.Random(opts.seed)
+
+    def pos(self, n: int, batch: int) -> dict:
+        """(A) ``n`` POS sales, ``batch`` per transaction."""
+        t0, c0 = time.perf_counter(), time.process_time()
+        done = 0
+        while done < n:
+            k = min(batch, n - done)
+            in_transaction(self.admin, pos_batch, self.ids, self.prices, self.rnd, k, context=self.context)
+            done += k
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+        log(f"POS: {n} sales in {elapsed:.1f} s = {n / elapsed:.1f} sales/s ({1000 * cpu / n:.0f} ms of this "
+            "process's CPU per sale)")
+        return {"n": n, "s": elapsed, "cpu_s": cpu, "per_s": n / elapsed}
+
+    def orders(self, n: int) -> dict:
+        """(B) ``n`` sale orders, one per transaction."""
+        t0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(n):
+            in_transaction(self.admin, one_order, self.ids, self.rnd, context=self.context)
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+        log(f"orders: {n} in {elapsed:.1f} s = {n / elapsed:.2f} orders/s ({1000 * cpu / n:.0f} ms of this "
+            "process's CPU per order)")
+        return {"n": n, "s": elapsed, "cpu_s": cpu, "per_s": n / elapsed}
+
+    def check(self) -> dict:
+        out = in_transaction(self.admin, check, context=self.context, readonly=True)
+        out["transactions_restarted"] = RETRIES["count"]
+        log(f"check: {out}")
+        return out
+
+
 def main() -> None:
-    rnd = random.Random(opts.seed)
-    out = {"database": opts.database, "pos_sales": opts.pos, "pos_batch": opts.batch, "orders": opts.orders,
-           "trytond": __import__("trytond").__version__}
+    out = {"database": opts.database, "trytond": VERSION}
     log("trytond imported, modules registered")
     t0 = time.perf_counter()
     admin, how = fresh_database(DB)
@@ -343,54 +399,33 @@ def main() -> None:
         prices = in_transaction(admin, pos_prices, ids, context=context)
         out["setup_s"] = round(time.perf_counter() - t0, 1)
         log(f"company, chart, products, stock, POS set up in {out['setup_s']} s")
-
+        bench = Bench(admin, ids, context, prices)
         # warm-up, not timed: Tryton's caches filled, the locks each workload needs learned
-        in_transaction(admin, pos_batch, ids, prices, rnd, min(opts.batch, 10), context=context)
-        for _ in range(2):
-            in_transaction(admin, one_order, ids, rnd, context=context)
+        bench.pos(min(opts.batch, 10), opts.batch)
+        bench.orders(2)
         out["warmup"] = {"pos_sales": min(opts.batch, 10), "orders": 2}
-
-        # (A) POS sales, --batch per transaction
-        t0, c0 = time.perf_counter(), time.process_time()
-        done = 0
-        while done < opts.pos:
-            n = min(opts.batch, opts.pos - done)
-            in_transaction(admin, pos_batch, ids, prices, rnd, n, context=context)
-            done += n
-        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-        out.update(pos_s=round(elapsed, 2), pos_per_s=opts.pos / elapsed, pos_cpu_ms=1000 * cpu / opts.pos)
-        log(f"POS: {opts.pos} sales in {elapsed:.1f} s = {out['pos_per_s']:.1f} sales/s "
-            f"({out['pos_cpu_ms']:.0f} ms of this process's CPU per sale)")
-
-        # (B) sale orders, one per transaction
-        t0, c0 = time.perf_counter(), time.process_time()
-        for _ in range(opts.orders):
-            in_transaction(admin, one_order, ids, rnd, context=context)
-        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-        out.update(orders_s=round(elapsed, 2), orders_per_s=opts.orders / elapsed,
-                   orders_cpu_ms=1000 * cpu / opts.orders)
-        log(f"orders: {opts.orders} in {elapsed:.1f} s = {out['orders_per_s']:.2f} orders/s "
-            f"({out['orders_cpu_ms']:.0f} ms of this process's CPU per order)")
-
-        out["transactions_restarted"] = RETRIES["count"]
-
-        def check():
-            pool = Pool()
-            PSale, Move = pool.get("sale.point.sale"), pool.get("stock.move")
-            AMove, SSale = pool.get("account.move"), pool.get("sale.sale")
-            Shipment, Invoice = pool.get("stock.shipment.out"), pool.get("account.invoice")
-            return {
-                "pos_posted": PSale.search_count([("state", "=", "posted")]),
-                "pos_stock_moves_done": Move.search_count([("origin", "like", "sale.point.sale.line,%"),
-                                                           ("state", "=", "done")]),
-                "account_moves_posted": AMove.search_count([("origin", "like", "sale.point.sale,%"),
-                                                            ("state", "=", "posted")]),
-                "orders_processing": SSale.search_count([("state", "=", "processing")]),
-                "shipments_assigned": Shipment.search_count([("state", "=", "assigned")]),
-                "invoices_draft": Invoice.search_count([("state", "=", "draft")]),
-            }
-        out["check"] = in_transaction(admin, check, context=context, readonly=True)
-        log(f"check: {out['check']}")
+        if opts.serve:
+            # one JSON line per command read on stdin: "pos N", "orders N", "check"; EOF or "quit" ends
+            print(json.dumps({"ready": True, **out}), flush=True)
+            for line in sys.stdin:
+                cmd, *rest = line.split() or ["quit"]
+                if cmd == "quit":
+                    break
+                if cmd == "pos":
+                    answer = bench.pos(int(rest[0]), opts.batch)
+                elif cmd == "orders":
+                    answer = bench.orders(int(rest[0]))
+                elif cmd == "check":
+                    answer = bench.check()
+                else:
+                    answer = {"error": f"unknown command {cmd!r}"}
+                print(json.dumps(answer), flush=True)
+            return
+        pos, orders = bench.pos(opts.pos, opts.batch), bench.orders(opts.orders)
+        out.update(pos_sales=opts.pos, pos_batch=opts.batch, orders=opts.orders,
+                   pos_per_s=pos["per_s"], pos_cpu_ms=1000 * pos["cpu_s"] / pos["n"],
+                   orders_per_s=orders["per_s"], orders_cpu_ms=1000 * orders["cpu_s"] / orders["n"],
+                   check=bench.check())
     finally:
         drop_database(DB)
         log("database dropped" if opts.database == "postgresql" else "done")
