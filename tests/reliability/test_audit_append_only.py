@@ -60,8 +60,8 @@ def _seed(h: Hostile) -> None:
     fulfil = api.post(f"/api/v1/orders/{order_id}/fulfil", role="clerk")
     assert fulfil.status_code == 200, fulfil.text
     assert api.get(f"/api/v1/prescriptions/{up.json['id']}", role="pharmacist").status_code == 200
-    ban = api.post("/api/v1/prescriptions/banlist", json={"format": 1, "version": "test-1",
-                                                           "entries": [{"id": "e1", "generic_name_contains": ["麻黄碱"], "reason": "test"}]})
+    entry = {"id": "e1", "generic_name_contains": ["麻黄碱"], "reason": "test"}
+    ban = api.post("/api/v1/prescriptions/banlist", json={"format": 1, "version": "test-1", "entries": [entry]})
     assert ban.status_code == 201, ban.text
     # loyalty: a member and a manual adjustment (a ledger entry)
     join = api.post(f"/api/v1/members/{api.customer_id}", role="customer")

@@ -148,7 +148,8 @@ def test_a_body_without_content_length_is_never_read_past_the_limit(h, unchanged
 @pytest.mark.parametrize("content_type, encode", [
     ("text/plain", lambda b: json.dumps(b).encode()),
     ("application/x-www-form-urlencoded", lambda b: "&".join(f"{k}={v}" for k, v in b.items()).encode()),
-    ("multipart/form-data; boundary=x", lambda b: b"--x\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--x--"),
+    ("multipart/form-data; boundary=x",
+     lambda b: b"--x\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--x--"),
     ("application/xml", lambda b: b"<xml>" + "".join(f"<{k}>{v}</{k}>" for k, v in b.items()).encode() + b"</xml>"),
     ("text/xml", lambda b: b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a SYSTEM "file:///etc/passwd">]><x>&a;</x>'),
 ])

@@ -94,7 +94,8 @@ def test_passwords_are_salted_argon2id_hashes_never_the_password(api):
     with api.ctx.session() as s:
         changed = s.get(User, ids[0]).password_hash
     assert changed != hashes[0] and PasswordHasher().verify(changed, new)
-    login = lambda pw: api.post("/api/v1/auth/token", role=None, json={"username": "clerk-a", "password": pw})  # noqa: E731
+    def login(pw):
+        return api.post("/api/v1/auth/token", role=None, json={"username": "clerk-a", "password": pw})
     assert login(password).status_code == 401 and login(new).status_code == 200
     assert api.get("/api/v1/users", params={"limit": "200"}).text.count("argon2") == 0
 
@@ -288,7 +289,8 @@ def test_a_full_run_at_debug_leaks_no_secret_into_any_log(api, fake, gunicorn, t
     terminal = {"Authorization": f"Bearer {device['secret']}", "X-POS-Database-Id": "till-db-" + uuid.uuid4().hex}
     catalog = call("GET", "/api/v1/pos/catalog", headers=dict(terminal)).json()
     price = 1200  # make_product's price
-    sale = {"client_sale_id": uuid.uuid4().hex, "device_seq": 1, "sold_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+    sale = {"client_sale_id": uuid.uuid4().hex, "device_seq": 1,
+            "sold_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             "lines": [{"line_id": "1", "product_id": otc, "quantity": 1, "unit_price_fen": price,
                        "price_list_version": catalog.get("price_list_version", 1)}],
             "payments": [{"method": "cash", "amount_fen": price}]}
