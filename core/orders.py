@@ -18,21 +18,21 @@ import json
 import secrets
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import audit, catalog, stock
 from .auth import Caller
 from .db import is_sqlite, utcnow
-from .errors import (Conflict, Forbidden, IdempotencyConflict, IllegalTransition, NotFound,
+from .errors import (Conflict, DomainError, Forbidden, IdempotencyConflict, IllegalTransition, NotFound,
                      ValidationFailed)
 from .listing import Page, keyset
 from .models import Customer, Order, OrderAdjustment, OrderAllocation, OrderEvent, OrderLine, Product, Store
 
 __all__ = ["TRANSITIONS", "create_order", "transition", "get_order", "cancel", "pay", "fulfil", "complete",
            "refund", "approve_hold", "expire_unpaid", "channels", "payment_providers", "serialize_order",
-           "list_orders"]
+           "list_orders", "record_sale", "record_sales"]
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "awaiting_review": frozenset({"awaiting_payment", "cancelled"}),
@@ -410,60 +410,219 @@ def record_sale(ctx, session: Session, *, store_id: int, channel: str, lines: li
     A hold (e.g. a prescription not approved) cannot wait for a sale that is
     already made: it refuses the sale. Lines may carry ``unit_price_fen`` (the
     price the terminal charged) and ``lot_no`` (the lot scanned).
+    Raises the :class:`DomainError` that refuses the sale (the caller rolls back
+    what was written); many sales at once: :func:`record_sales`.
     """
-    extra = dict(extra or {})
-    if payments is not None:
-        extra["payments"] = payments
-    store, _info, resolved = _validate_request(ctx, session, store_id, customer_id, channel, "pickup",
-                                               [{"product_id": l.get("product_id"), "quantity": l.get("quantity")}
-                                                if isinstance(l, dict) else l for l in lines],
-                                               caller, None)
-    order = Order(store_id=store.id, customer_id=customer_id, channel=channel, fulfilment="pickup",
-                  status="paid", idempotency_key=idempotency_key, extra=extra, hold_reasons=[],
-                  created_by=caller.actor, paid_at=sold_at or utcnow(), payment_provider=channel,
-                  created_at=sold_at or utcnow())
-    session.add(order)
+    sale = {"lines": lines, "customer_id": customer_id, "extra": extra, "sold_at": sold_at, "payments": payments,
+            "idempotency_key": idempotency_key}
+    refused: dict[int, DomainError] = {}
+    items = _validate_sales(ctx, session, store_id, channel, caller, [sale], refused)
+    if not refused:
+        done = _record_batch(ctx, session, channel, caller, items, refused)
+    if refused:
+        raise refused[0]
+    return done[0]
+
+
+def record_sales(ctx, session: Session, *, store_id: int, channel: str, caller: Caller, sales: list[dict],
+                 today: dt.date | None = None) -> list[tuple[Order, list[dict]] | DomainError]:
+    """Record many sales that already happened (an offline terminal's upload), each as :func:`record_sale`
+    would, with set-based writes: one query locks the lots of every product sold, FEFO is planned in
+    memory under those locks, and orders, lines, allocations, movements and events are inserted in a
+    few ``executemany`` statements; the lots are updated once each.
+
+    ``sales``: dicts with ``lines`` and optional ``customer_id``, ``extra``, ``sold_at``, ``payments``,
+    ``idempotency_key`` (the keyword arguments of :func:`record_sale`). Every sale gets the order hooks
+    one by one in its own order (``stock_movement_recorded`` for its movements, ``order_validate``,
+    ``order_hold``, ``order_price_adjustments``, ``order_status_changed`` to ``paid``, then the
+    transitions to ``ready`` and ``completed``), the sales taking each step together.
+
+    Returns one entry per sale, in order: ``(order, shortfalls)``, or the :class:`DomainError` that
+    refused it, in which case nothing of that sale is written. A sale refused by a hook after the
+    batch was written is isolated by a SAVEPOINT around the batch: rolled back, the batch is written
+    again without the refused sales (rare: a refusal by validation is found before anything is written).
+    """
+    results: list = [None] * len(sales)
+    refused: dict[int, DomainError] = {}
+    items = _validate_sales(ctx, session, store_id, channel, caller, sales, refused)
+    while items:
+        vetoed: dict[int, DomainError] = {}
+        savepoint = session.begin_nested()
+        try:
+            done = _record_batch(ctx, session, channel, caller, items, vetoed, today=today)
+        except BaseException:
+            savepoint.rollback()
+            raise
+        if not vetoed:
+            savepoint.commit()
+            for key, value in done.items():
+                results[key] = value
+            break
+        savepoint.rollback()  # the lots are expired: the next attempt locks and reads them again
+        refused.update(vetoed)
+        items = [item for item in items if item[0] not in vetoed]
+    for key, exc in refused.items():
+        results[key] = exc
+    return results
+
+
+def _validate_sales(ctx, session: Session, store_id, channel, caller, sales, refused) -> list[tuple]:
+    """Check every sale before anything is written (products and customers loaded in two queries);
+    ``refused[i]`` gets the error of each refused one; returns ``[(i, sale, store, resolved)]``."""
+    pids = {l.get("product_id") for sale in sales for l in sale["lines"] or [] if isinstance(l, dict)}
+    pids = [p for p in pids if isinstance(p, int) and not isinstance(p, bool)]
+    # loaded once into the identity map (which holds them only while referenced: kept here)
+    loaded = list(session.scalars(select(Product).where(Product.id.in_(pids)))) if pids else []
+    cids = [c for c in {sale.get("customer_id") for sale in sales} if isinstance(c, int) and not isinstance(c, bool)]
+    if cids:
+        loaded += session.scalars(select(Customer).where(Customer.id.in_(cids))).all()
+    items = []
+    for i, sale in enumerate(sales):
+        lines = sale["lines"]
+        try:
+            store, _info, resolved = _validate_request(
+                ctx, session, store_id, sale.get("customer_id"), channel, "pickup",
+                [{"product_id": l.get("product_id"), "quantity": l.get("quantity")} if isinstance(l, dict) else l
+                 for l in lines], caller, None)
+            for n, ((product, _qty), raw) in enumerate(zip(resolved, lines)):
+                price = raw.get("unit_price_fen", product.price_fen)
+                if isinstance(price, bool) or not isinstance(price, int) or price < 0:
+                    raise ValidationFailed.one(f"lines[{n}].unit_price_fen", "must be a non-negative integer number of fen")
+        except DomainError as exc:
+            refused[i] = exc
+            continue
+        items.append((i, sale, store, resolved))
+    del loaded
+    return items
+
+
+def _record_batch(ctx, session: Session, channel: str, caller: Caller, items: list[tuple], refused: dict,
+                  today: dt.date | None = None) -> dict[int, tuple[Order, list[dict]]]:
+    """Write validated sales and run their hooks; a sale a hook refuses lands in ``refused`` (the caller
+    rolls back); returns ``{i: (order, shortfalls)}`` for the others."""
+    if not items:
+        return {}
+    actor = caller.actor
+    lots = stock.lock_lots(session, items[0][2].id, {p.id for _i, _s, _st, resolved in items for p, _q in resolved})
+    orders: dict[int, Order] = {}
+    shortfalls: dict[int, list[dict]] = {}
+    planned: list[tuple] = []
+    for key, sale, store, resolved in items:
+        extra = dict(sale.get("extra") or {})
+        if sale.get("payments") is not None:
+            extra["payments"] = sale["payments"]
+        when = sale.get("sold_at") or utcnow()
+        order = Order(store_id=store.id, customer_id=sale.get("customer_id"), channel=channel, fulfilment="pickup",
+                      status="paid", idempotency_key=sale.get("idempotency_key"), extra=extra, hold_reasons=[],
+                      created_by=actor, paid_at=when, payment_provider=channel, created_at=when,
+                      subtotal_fen=0, adjustments_fen=0, total_fen=0, lines=[], adjustments=[])
+        short_list, subtotal = [], 0
+        for i, ((product, qty), raw) in enumerate(zip(resolved, sale["lines"])):
+            price = raw.get("unit_price_fen", product.price_fen)
+            line = OrderLine(product=product, product_id=product.id, quantity=qty, unit_price_fen=price,
+                             line_total_fen=price * qty, rx_class=product.rx_class,
+                             product_name=f"{product.generic_name} {product.specification}".strip(), allocations=[])
+            order.lines.append(line)
+            taken, short = stock.plan_direct(lots[product.id], qty, lot_no=raw.get("lot_no"), today=today)
+            for lot, q, reason in taken:
+                line.allocations.append(OrderAllocation(lot_id=lot.id, lot_no=lot.lot_no, expiry=lot.expiry, quantity=q))
+                planned.append((lot, q, reason, order))
+            if short:
+                short_list.append({"line": i, "product_id": product.id, "short": short})
+            subtotal += line.line_total_fen
+        order.subtotal_fen = order.total_fen = subtotal
+        session.add(order)
+        orders[key], shortfalls[key] = order, short_list
+    stock.number_rows(session, Order, orders.values())
+    stock.number_rows(session, OrderLine, [line for order in orders.values() for line in order.lines])
+    stock.number_rows(session, OrderAllocation, [a for order in orders.values() for line in order.lines
+                                                 for a in line.allocations])
+    session.flush()  # orders, lines, allocations (and the lots' new on-hand)
+    stock.book_direct(ctx, session, [(lot, q, reason, order.id) for lot, q, reason, order in planned], actor=actor)
+
+    events: list[dict] = []
+    for key in list(orders):
+        order, extra = orders[key], orders[key].extra
+        try:
+            problems = [p for answer in ctx.registry.collect("order_validate", session=session, order=order,
+                                                              extra=extra, caller=caller) for p in answer]
+            if problems:
+                raise ValidationFailed("; ".join(f"{f}: {m}" for f, m in problems),
+                                       fields=[{"field": f, "message": m} for f, m in problems])
+            holds = ctx.registry.collect("order_hold", session=session, order=order, extra=extra, caller=caller)
+            if holds:
+                raise ValidationFailed("; ".join(holds), fields=[{"field": "lines", "message": h} for h in holds])
+            adjustments = [a for answer in ctx.registry.collect("order_price_adjustments", session=session,
+                                                                 order=order, extra=extra, caller=caller)
+                           for a in answer]
+        except DomainError as exc:
+            refused[key] = exc
+            continue
+        adj_total = sum(int(a["amount_fen"]) for a in adjustments)
+        for adj in adjustments:
+            order.adjustments.append(OrderAdjustment(code=str(adj["code"]), label=str(adj.get("label", adj["code"])),
+                                                     amount_fen=int(adj["amount_fen"])))
+        order.adjustments_fen = adj_total
+        order.total_fen = max(0, order.subtotal_fen + adj_total)
+        events.append({"order_id": order.id, "old_status": None, "new_status": "paid", "actor": actor,
+                       "reason": "sale recorded"})
+    _events(session, events)
+    _changed(ctx, session, orders, refused, None, "paid", caller)
+    _advance(ctx, session, orders, refused, "ready", caller)
+    _advance(ctx, session, orders, refused, "completed", caller, reason="handed over at the counter")
+    return {key: (orders[key], shortfalls[key]) for key in orders if key not in refused}
+
+
+def _events(session: Session, events: list[dict]) -> None:
+    """Write the orders' pending changes, then their events in one ``executemany`` (no ORM objects: nothing
+    reads them back in the transaction)."""
     session.flush()
-    subtotal, shortfalls = 0, []
-    for i, ((product, qty), raw) in enumerate(zip(resolved, lines)):
-        price = raw.get("unit_price_fen", product.price_fen)
-        if isinstance(price, bool) or not isinstance(price, int) or price < 0:
-            raise ValidationFailed.one(f"lines[{i}].unit_price_fen", "must be a non-negative integer number of fen")
-        line = OrderLine(order_id=order.id, product_id=product.id, quantity=qty, unit_price_fen=price,
-                         line_total_fen=price * qty, rx_class=product.rx_class,
-                         product_name=f"{product.generic_name} {product.specification}".strip())
-        session.add(line)
-        session.flush()
-        taken, short = stock.sell_direct(ctx, session, store.id, product.id, qty, order_id=order.id,
-                                         actor=caller.actor, lot_no=raw.get("lot_no"))
-        for lot, q in taken:
-            session.add(OrderAllocation(order_line_id=line.id, lot_id=lot.id, lot_no=lot.lot_no,
-                                        expiry=lot.expiry, quantity=q))
-        if short:
-            shortfalls.append({"line": i, "product_id": product.id, "short": short})
-        subtotal += line.line_total_fen
-    session.flush()
-    session.refresh(order)
-    problems = [p for answer in ctx.registry.collect("order_validate", session=session, order=order, extra=extra,
-                                                      caller=caller) for p in answer]
-    if problems:
-        raise ValidationFailed("; ".join(f"{f}: {m}" for f, m in problems),
-                               fields=[{"field": f, "message": m} for f, m in problems])
-    holds = ctx.registry.collect("order_hold", session=session, order=order, extra=extra, caller=caller)
-    if holds:
-        raise ValidationFailed("; ".join(holds), fields=[{"field": "lines", "message": h} for h in holds])
-    adjustments = [a for answer in ctx.registry.collect("order_price_adjustments", session=session, order=order,
-                                                         extra=extra, caller=caller) for a in answer]
-    adj_total = sum(int(a["amount_fen"]) for a in adjustments)
-    for adj in adjustments:
-        session.add(OrderAdjustment(order_id=order.id, code=str(adj["code"]), label=str(adj.get("label", adj["code"])),
-                                    amount_fen=int(adj["amount_fen"])))
-    order.subtotal_fen, order.adjustments_fen = subtotal, adj_total
-    order.total_fen = max(0, subtotal + adj_total)
-    session.add(OrderEvent(order_id=order.id, old_status=None, new_status="paid", actor=caller.actor,
-                           reason="sale recorded"))
-    session.flush()
-    ctx.hook.order_status_changed(session=session, order=order, old_status=None, new_status="paid", caller=caller)
-    transition(ctx, session, order, "ready", caller)
-    transition(ctx, session, order, "completed", caller, reason="handed over at the counter")
-    return order, shortfalls
+    if events:
+        now = utcnow()
+        session.execute(insert(OrderEvent), [{**e, "created_at": now} for e in events])
+
+
+def _changed(ctx, session: Session, orders: dict, refused: dict, old_status, new_status, caller) -> None:
+    for key, order in orders.items():
+        if key in refused:
+            continue
+        try:
+            ctx.hook.order_status_changed(session=session, order=order, old_status=old_status, new_status=new_status,
+                                          caller=caller)
+        except DomainError as exc:
+            refused[key] = exc
+
+
+def _advance(ctx, session: Session, orders: dict, refused: dict, new_status: str, caller: Caller,
+             reason: str = "") -> None:
+    """:func:`transition` of many recorded sales to ``ready`` or ``completed`` (no stock moves in these):
+    the same checks and hooks per order, one flush for all."""
+    moved, events = {}, []
+    for key, order in orders.items():
+        if key in refused:
+            continue
+        old = order.status
+        if new_status not in TRANSITIONS.get(old, ()):
+            refused[key] = IllegalTransition(f"order {order.id} is {old}: it cannot become {new_status}",
+                                             status_from=old, status_to=new_status)
+            continue
+        vetoes = ctx.registry.collect("order_before_transition", session=session, order=order, old_status=old,
+                                      new_status=new_status, caller=caller)
+        if vetoes:
+            refused[key] = Conflict(f"order {order.id} cannot become {new_status}: {'; '.join(vetoes)}",
+                                    status_from=old, status_to=new_status)
+            continue
+        order.status = new_status
+        order.expires_at = None
+        events.append({"order_id": order.id, "old_status": old, "new_status": new_status, "actor": caller.actor,
+                       "reason": reason})
+        moved[key] = old
+    _events(session, events)
+    for key, old in moved.items():
+        if key in refused:
+            continue
+        try:
+            ctx.hook.order_status_changed(session=session, order=orders[key], old_status=old, new_status=new_status,
+                                          caller=caller)
+        except DomainError as exc:
+            refused[key] = exc

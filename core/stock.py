@@ -16,13 +16,14 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .auth import Caller
-from .db import utcnow
+from .db import is_sqlite, utcnow
 from .errors import InsufficientStock, NotFound, ValidationFailed
 from .listing import MAX_LIMIT, Page, keyset
 from .models import Product, StockLot, StockMovement, Store
 
 __all__ = ["receive", "adjust", "transfer", "reserve_fefo", "release", "sell_reserved", "return_to_stock",
-           "on_hand", "verify", "sellable", "today_utc", "list_movements", "stock_by_product"]
+           "on_hand", "verify", "sellable", "today_utc", "list_movements", "stock_by_product", "sell_direct",
+           "lock_lots", "plan_direct", "book_direct"]
 
 
 def today_utc() -> dt.date:
@@ -267,6 +268,85 @@ def stock_by_product(session: Session, store_id: int, *, product_id: int | None 
     return [(products[pid], grouped[pid]) for pid in ids], (ids[-1] if more else None)
 
 
+def number_rows(session: Session, model, rows) -> None:
+    """On SQLite, give new ``rows`` of ``model`` the ids SQLite itself would (max + 1, ...: no table uses
+    AUTOINCREMENT) so that the ORM inserts them with one ``executemany`` instead of one INSERT ... RETURNING
+    each. Safe because every SQLite write transaction is ``BEGIN IMMEDIATE``: nobody else inserts until
+    it ends. PostgreSQL batches the RETURNING inserts itself: nothing to do there."""
+    rows = [row for row in rows if row.id is None]
+    if not rows or not is_sqlite(session.get_bind()):
+        return
+    with session.no_autoflush:  # the rows are numbered before they are written
+        top = session.scalar(select(func.max(model.id))) or 0
+    for n, row in enumerate(rows, start=top + 1):
+        row.id = n
+
+
+def lock_lots(session: Session, store_id: int, product_ids) -> dict[int, list[StockLot]]:
+    """Every lot of ``product_ids`` in ``store_id``, locked (``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE``
+    already serialises writers) and read afresh, as ``{product_id: [lots by expiry, id]}``: one query
+    for a whole batch of sales (see :func:`plan_direct`)."""
+    ids = sorted(set(product_ids))
+    found: dict[int, list[StockLot]] = {pid: [] for pid in ids}
+    if ids:
+        for lot in session.scalars(select(StockLot).where(StockLot.store_id == store_id, StockLot.product_id.in_(ids))
+                                   .order_by(StockLot.product_id, StockLot.expiry, StockLot.id)
+                                   .with_for_update().execution_options(populate_existing=True)):
+            found[lot.product_id].append(lot)
+    return found
+
+
+def plan_direct(lots: list[StockLot], quantity: int, *, lot_no: str | None = None,
+                today: dt.date | None = None) -> tuple[list[tuple[StockLot, int, str]], int]:
+    """Where a sale that already happened takes its units from (the rule of :func:`sell_direct`).
+
+    ``lots``: the product's lots in the store, locked, ordered by expiry then id (:func:`lock_lots`).
+    The scanned lot when ``lot_no`` names one (whatever its expiry: it has left the shelf), else the
+    sellable lots FEFO; units beyond what is on hand are taken from the scanned lot or the last lot
+    considered (its on-hand goes negative, to be counted) or, with no lot at all, not booked.
+    Returns ``([(lot, units, reason)], shortfall)`` and applies the units to the lots' ``on_hand``
+    in memory (flushed with the movements by :func:`book_direct`), so the next sale of a batch sees them.
+    """
+    today = today or today_utc()
+    chosen: list[StockLot] = []
+    if lot_no:
+        chosen = [lot for lot in lots if lot.lot_no == lot_no][:1]
+    if not chosen:
+        chosen = [lot for lot in lots if lot.expiry > today]
+    taken: list[tuple[StockLot, int, str]] = []
+    left = quantity
+    for lot in chosen:
+        q = min(left, max(0, lot.on_hand - lot.reserved))
+        if q:
+            lot.on_hand -= q
+            taken.append((lot, q, ""))
+            left -= q
+        if left == 0:
+            break
+    shortfall = left
+    if left and chosen:
+        lot = chosen[0] if lot_no and chosen[0].lot_no == lot_no else chosen[-1]
+        lot.on_hand -= left
+        taken.append((lot, left, f"offline sale beyond recorded stock ({left} short)"))
+    return taken, shortfall
+
+
+def book_direct(ctx, session: Session, planned: list[tuple[StockLot, int, str, int | None]], *,
+                actor: str) -> list[StockMovement]:
+    """Append the ``sale`` movements of :func:`plan_direct` allocations ``(lot, units, reason, order_id)``:
+    one flush for all of them (the lots' new on-hand with them), then ``stock_movement_recorded`` for each."""
+    now = utcnow()
+    movements = [StockMovement(store_id=lot.store_id, product_id=lot.product_id, lot_id=lot.id, kind="sale",
+                               on_hand_delta=-q, reserved_delta=0, reason=reason, order_id=order_id,
+                               reference=None, actor=actor, created_at=now) for lot, q, reason, order_id in planned]
+    number_rows(session, StockMovement, movements)
+    session.add_all(movements)
+    session.flush()
+    for movement in movements:
+        ctx.hook.stock_movement_recorded(session=session, movement=movement)
+    return movements
+
+
 def sell_direct(ctx, session: Session, store_id: int, product_id: int, quantity: int, *, order_id: int | None,
                 actor: str, lot_no: str | None = None, today: dt.date | None = None) -> tuple[list[tuple[StockLot, int]], int]:
     """Book a sale that already happened (an offline POS sale): the goods have left.
@@ -275,35 +355,10 @@ def sell_direct(ctx, session: Session, store_id: int, product_id: int, quantity:
     Never refuses: units beyond what is on hand are taken from the last lot
     considered (its on-hand goes negative, to be counted) or, with no lot at
     all, not booked. Returns ``(allocations, shortfall)``; a positive shortfall
-    is a stock discrepancy the caller records.
+    is a stock discrepancy the caller records. (A batch of sales:
+    :func:`lock_lots`, :func:`plan_direct`, :func:`book_direct`.)
     """
-    today = today or today_utc()
-    lots: list[StockLot] = []
-    if lot_no:
-        scanned = session.scalars(select(StockLot).where(
-            StockLot.store_id == store_id, StockLot.product_id == product_id, StockLot.lot_no == lot_no)
-            .with_for_update()).one_or_none()
-        if scanned is not None:
-            lots.append(scanned)
-    if not lots:
-        lots = list(session.scalars(
-            select(StockLot).where(StockLot.store_id == store_id, StockLot.product_id == product_id,
-                                   StockLot.expiry > today)
-            .order_by(StockLot.expiry, StockLot.id).with_for_update()))
-    taken: list[tuple[StockLot, int]] = []
-    left = quantity
-    for lot in lots:
-        q = min(left, max(0, lot.on_hand - lot.reserved))
-        if q:
-            move(ctx, session, lot, "sale", on_hand_delta=-q, order_id=order_id, actor=actor)
-            taken.append((lot, q))
-            left -= q
-        if left == 0:
-            break
-    shortfall = left
-    if left and lots:
-        lot = lots[0] if lot_no and lots[0].lot_no == lot_no else lots[-1]
-        move(ctx, session, lot, "sale", on_hand_delta=-left, order_id=order_id, actor=actor,
-             reason=f"offline sale beyond recorded stock ({left} short)")
-        taken.append((lot, left))
-    return taken, shortfall
+    lots = lock_lots(session, store_id, [product_id])[product_id]
+    planned, shortfall = plan_direct(lots, quantity, lot_no=lot_no, today=today)
+    book_direct(ctx, session, [(lot, q, reason, order_id) for lot, q, reason in planned], actor=actor)
+    return [(lot, q) for lot, q, _reason in planned], shortfall

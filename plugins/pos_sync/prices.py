@@ -55,23 +55,30 @@ def refresh(ctx, *, force: bool = False, now: dt.datetime | None = None) -> int:
         if not force and st.prices_checked_at is not None and \
                 (now - st.prices_checked_at).total_seconds() < interval:
             return st.price_version  # another worker refreshed meanwhile
-        changed = session.execute(
-            select(Product.id, Product.price_fen, PosProductPrice.product_id.label("known"))
-            .outerjoin(PosProductPrice, PosProductPrice.product_id == Product.id)
-            .where(or_(PosProductPrice.product_id.is_(None), PosProductPrice.price_fen != Product.price_fen))
-        ).all()
-        if changed:
-            version = st.price_version + 1
-            session.add(PosPriceVersion(version=version, published_at=now, changed=len(changed)))
+        # in keyset chunks of product ids: a first check after a catalogue import of 50,000
+        # products never holds them all in one worker's memory
+        version, count, after = st.price_version + 1, 0, 0
+        while True:
+            changed = session.execute(
+                select(Product.id, Product.price_fen, PosProductPrice.product_id.label("known"))
+                .outerjoin(PosProductPrice, PosProductPrice.product_id == Product.id)
+                .where(Product.id > after,
+                       or_(PosProductPrice.product_id.is_(None), PosProductPrice.price_fen != Product.price_fen))
+                .order_by(Product.id).limit(_CHUNK)).all()
+            if not changed:
+                break
+            after, count = changed[-1].id, count + len(changed)
             new = [{"product_id": r.id, "price_fen": r.price_fen, "version": version} for r in changed if r.known is None]
             old = [{"product_id": r.id, "price_fen": r.price_fen, "version": version} for r in changed if r.known is not None]
-            for i in range(0, len(new), _CHUNK):
-                session.execute(insert(PosProductPrice), new[i:i + _CHUNK])
-            for i in range(0, len(old), _CHUNK):
-                session.execute(update(PosProductPrice), old[i:i + _CHUNK])
-            rows = [{"product_id": r.id, "price_fen": r.price_fen, "version": version} for r in changed]
-            for i in range(0, len(rows), _CHUNK):
-                session.execute(insert(PosPriceHistory), rows[i:i + _CHUNK])
+            if new:
+                session.execute(insert(PosProductPrice), new)
+            if old:
+                session.execute(update(PosProductPrice), old)
+            session.execute(insert(PosPriceHistory), [{"product_id": r.id, "price_fen": r.price_fen, "version": version}
+                                                      for r in changed])
+            del changed, new, old
+        if count:
+            session.add(PosPriceVersion(version=version, published_at=now, changed=count))
             st.price_version = version
         st.prices_checked_at = now
         return st.price_version

@@ -42,6 +42,7 @@ from core import orders as core_orders
 from core.db import utcnow
 from core.errors import DomainError, ValidationFailed
 from core.models import Product
+from core.stock import number_rows
 
 from . import prices
 from .devices import DeviceRefused, device_caller, get_device
@@ -268,7 +269,7 @@ def _chunk(ctx, device_id: int, part: list, rules: _Rules) -> list[dict]:
                 device = get_device(session, device_id, lock=True)
                 if device.status != "active":
                     raise DeviceRefused(f"POS terminal {device.id} was revoked while it was uploading")
-                out = [_one(ctx, session, device, raw, rules) for raw in part]
+                out = _process(ctx, session, device, part, rules)
             return out  # only now committed: safe to report
         except DBAPIError as exc:
             if attempt == 4 or not _retryable(exc):
@@ -277,49 +278,90 @@ def _chunk(ctx, device_id: int, part: list, rules: _Rules) -> list[dict]:
     raise AssertionError("unreachable")
 
 
-def _find(session: Session, device_id: int, client_sale_id: str) -> PosSale | None:
-    return session.scalars(select(PosSale).where(PosSale.device_id == device_id,
-                                                 PosSale.client_sale_id == client_sale_id)
-                           .with_for_update()).one_or_none()
+def _find(session: Session, device_id: int, client_sale_ids) -> dict[str, PosSale]:
+    return {row.client_sale_id: row for row in session.scalars(
+        select(PosSale).where(PosSale.device_id == device_id, PosSale.client_sale_id.in_(sorted(client_sale_ids)))
+        .with_for_update())}
 
 
 def _one(ctx, session: Session, device: PosDevice, raw, rules: _Rules) -> dict:
-    try:
-        sale = parse_sale(raw)
-        merged = _merged_lines(sale)
-    except InvalidSale as exc:
-        cid = raw.get("client_sale_id") if isinstance(raw, dict) else None
-        return {"client_sale_id": cid if isinstance(cid, str) else None, "status": "rejected",
-                "reason": f"invalid sale: {exc}", "stored": False}
-    digest = content_hash(sale)
-    existing = _find(session, device.id, sale["client_sale_id"])
-    if existing is None:
-        row = PosSale(device_id=device.id, store_id=device.store_id, client_sale_id=sale["client_sale_id"],
-                      device_seq=sale["device_seq"], content_hash=digest, status="rejected", reason="",
-                      total_fen=0, sold_at=sale["sold_at"], received_at=rules.received_at,
-                      clock_offset_s=rules.clock_offset_s, flags=[], result={}, attempts=1)
+    """One sale in the caller's transaction (what :func:`_process` does for a chunk)."""
+    return _process(ctx, session, device, [raw], rules)[0]
+
+
+def _process(ctx, session: Session, device: PosDevice, part: list, rules: _Rules) -> list[dict]:
+    """The answers for ``part`` (a chunk), set-based: the chunk is cut into runs of distinct sale ids
+    (a sale id sent twice in one chunk is answered as if sent in a later chunk), each run handled by
+    :func:`_run` in a few statements."""
+    results: list[dict | None] = [None] * len(part)
+    run: list[tuple] = []
+    for i, raw in enumerate(part):
+        try:
+            sale = parse_sale(raw)
+            merged = _merged_lines(sale)
+        except InvalidSale as exc:
+            cid = raw.get("client_sale_id") if isinstance(raw, dict) else None
+            results[i] = {"client_sale_id": cid if isinstance(cid, str) else None, "status": "rejected",
+                          "reason": f"invalid sale: {exc}", "stored": False}
+            continue
+        if any(entry[2]["client_sale_id"] == sale["client_sale_id"] for entry in run):
+            _run(ctx, session, device, run, rules, results)
+            run = []
+        run.append((i, raw, sale, merged, content_hash(sale)))
+    _run(ctx, session, device, run, rules, results)
+    return results
+
+
+def _run(ctx, session: Session, device: PosDevice, run: list[tuple], rules: _Rules, results: list) -> None:
+    """Sales with distinct ids: one query finds the known ones (locked), one INSERT claims the new ids
+    (in a SAVEPOINT: should a twin upload have committed one of them first, UNIQUE refuses it and the
+    run is taken again sale by sale, the twin's row then found), then :func:`_evaluate` records them."""
+    if not run:
+        return
+    known = _find(session, device.id, [entry[2]["client_sale_id"] for entry in run])
+    fresh: dict[int, PosSale] = {}
+    for i, _raw, sale, _merged, digest in run:
+        if sale["client_sale_id"] not in known:
+            fresh[i] = PosSale(device_id=device.id, store_id=device.store_id, client_sale_id=sale["client_sale_id"],
+                               device_seq=sale["device_seq"], content_hash=digest, status="rejected", reason="",
+                               total_fen=0, sold_at=sale["sold_at"], received_at=rules.received_at,
+                               clock_offset_s=rules.clock_offset_s, flags=[], result={}, attempts=1)
+    if fresh:
         try:
             with session.begin_nested():
-                session.add(row)
+                number_rows(session, PosSale, fresh.values())
+                session.add_all(fresh.values())
                 session.flush()
         except IntegrityError:
-            existing = _find(session, device.id, sale["client_sale_id"])  # a twin upload committed it first
-            if existing is None:
+            if len(run) > 1:
+                for entry in run:
+                    _run(ctx, session, device, [entry], rules, results)
+                return
+            known = _find(session, device.id, [run[0][2]["client_sale_id"]])  # a twin upload committed it first
+            if not known:
                 raise
+            fresh = {}
+    todo = []
+    for i, raw, sale, merged, digest in run:
+        row = fresh.get(i)
+        if row is not None:
+            todo.append((i, row, sale, merged))
+            continue
+        existing = known[sale["client_sale_id"]]
+        if existing.content_hash != digest:
+            _flag(session, device, "content_mismatch", sale_id=existing.id, client_sale_id=sale["client_sale_id"],
+                  detail=f"sale {sale['client_sale_id']!r} was received on {existing.received_at.isoformat()} with "
+                         "other content; the new content is refused and kept here for review",
+                  payload=raw, dedupe_key=f"mismatch:{device.id}:{sale['client_sale_id']}:{digest}")
+            results[i] = {"client_sale_id": sale["client_sale_id"], "status": "rejected", "sale_id": existing.id,
+                          "reason": "this sale id was already received with different content: the stored sale is "
+                                    "kept and the difference is flagged for review", "flagged": True}
+        elif existing.status == "accepted":
+            results[i] = {**existing.result, "status": "duplicate"}
         else:
-            return _evaluate(ctx, session, device, row, sale, merged, rules)
-    if existing.content_hash != digest:
-        _flag(session, device, "content_mismatch", sale_id=existing.id, client_sale_id=sale["client_sale_id"],
-              detail=f"sale {sale['client_sale_id']!r} was received on {existing.received_at.isoformat()} with "
-                     "other content; the new content is refused and kept here for review",
-              payload=raw, dedupe_key=f"mismatch:{device.id}:{sale['client_sale_id']}:{digest}")
-        return {"client_sale_id": sale["client_sale_id"], "status": "rejected", "sale_id": existing.id,
-                "reason": "this sale id was already received with different content: the stored sale is kept and "
-                          "the difference is flagged for review", "flagged": True}
-    if existing.status == "accepted":
-        return {**existing.result, "status": "duplicate"}
-    existing.attempts += 1
-    return _evaluate(ctx, session, device, existing, sale, merged, rules)
+            existing.attempts += 1
+            todo.append((i, existing, sale, merged))
+    _evaluate(ctx, session, device, todo, {row.id: i for i, row in fresh.items()}, rules, results)
 
 
 def _precheck(session: Session, sale: dict, rules: _Rules) -> str | None:
@@ -334,31 +376,67 @@ def _precheck(session: Session, sale: dict, rules: _Rules) -> str | None:
     return None
 
 
-def _evaluate(ctx, session: Session, device: PosDevice, row: PosSale, sale: dict, merged: list[dict],
-              rules: _Rules) -> dict:
-    cid = sale["client_sale_id"]
-    reason = _precheck(session, sale, rules)
-    if reason is None:
-        extra = {"pos": {"device_id": device.id, "client_sale_id": cid, "device_seq": sale["device_seq"],
-                         "line_ids": [m["line_ids"] for m in merged]}}
-        for key in ("buyer_id_number", "prescription_id", "note"):
-            if sale[key] is not None:
-                extra[key] = sale[key]
-        try:
-            with session.begin_nested():
-                order, shortfalls = core_orders.record_sale(
-                    ctx, session, store_id=device.store_id, channel=CHANNEL, caller=device_caller(device),
-                    lines=[{k: m[k] for k in ("product_id", "quantity", "unit_price_fen", "lot_no")} for m in merged],
-                    customer_id=sale["customer_id"], extra=extra, sold_at=sale["sold_at"],
-                    payments=sale["payments"], idempotency_key=f"pos:{device.id}:{cid}")
-        except DomainError as exc:
-            reason = exc.detail
-    if reason is not None:
-        row.status, row.reason, row.order_id, row.total_fen = "rejected", reason[:2000], None, 0
-        row.result = {"client_sale_id": cid, "status": "rejected", "sale_id": row.id, "reason": reason}
-        session.flush()
-        return dict(row.result)
+def _reject(row: PosSale, reason: str) -> dict:
+    row.status, row.reason, row.order_id, row.total_fen = "rejected", reason[:2000], None, 0
+    row.result = {"client_sale_id": row.client_sale_id, "status": "rejected", "sale_id": row.id, "reason": reason}
+    return dict(row.result)
 
+
+def _evaluate(ctx, session: Session, device: PosDevice, todo: list[tuple], fresh_order: dict[int, int],
+              rules: _Rules, results: list) -> None:
+    """Check and record ``todo`` (``(i, row, sale, merged)``, rows already claimed) through the core's
+    :func:`core.orders.record_sales`: a refused sale is rejected alone, the others are accepted with
+    their flags. ``fresh_order``: ``{row id: i}`` of the rows this run claimed (a device sequence number
+    is only "reused" by a sale received before this one, as if the chunk were taken sale by sale)."""
+    if not todo:
+        return
+    pids = {l["product_id"] for _i, _row, sale, _m in todo for l in sale["lines"]}
+    # loaded once into the identity map (which holds them only while referenced: kept until the end)
+    products = session.scalars(select(Product).where(Product.id.in_(sorted(pids)))).all()
+    candidates = []
+    for i, row, sale, merged in todo:
+        reason = _precheck(session, sale, rules)
+        if reason is not None:
+            results[i] = _reject(row, reason)
+        else:
+            candidates.append((i, row, sale, merged))
+    recorded = core_orders.record_sales(ctx, session, store_id=device.store_id, channel=CHANNEL,
+                                        caller=device_caller(device), sales=[_core_sale(device, sale, merged)
+                                                                             for _i, _row, sale, merged in candidates])
+    seqs = {sale["device_seq"] for (_i, _row, sale, _m), got in zip(candidates, recorded)
+            if not isinstance(got, DomainError)}
+    used: dict[int, list[int]] = {}
+    if seqs:
+        for sid, seq in session.execute(select(PosSale.id, PosSale.device_seq).where(
+                PosSale.device_id == device.id, PosSale.device_seq.in_(sorted(seqs)))):
+            used.setdefault(seq, []).append(sid)
+    for (i, row, sale, merged), got in zip(candidates, recorded):
+        if isinstance(got, DomainError):
+            results[i] = _reject(row, got.detail)
+            continue
+        twin = next((sid for sid in used.get(sale["device_seq"], ())
+                     if sid != row.id and (sid not in fresh_order or fresh_order[sid] < i)), None)
+        results[i] = _accept(session, device, row, sale, merged, got, twin, rules)
+    session.flush()
+    del products
+
+
+def _core_sale(device: PosDevice, sale: dict, merged: list[dict]) -> dict:
+    cid = sale["client_sale_id"]
+    extra = {"pos": {"device_id": device.id, "client_sale_id": cid, "device_seq": sale["device_seq"],
+                     "line_ids": [m["line_ids"] for m in merged]}}
+    for key in ("buyer_id_number", "prescription_id", "note"):
+        if sale[key] is not None:
+            extra[key] = sale[key]
+    return {"lines": [{k: m[k] for k in ("product_id", "quantity", "unit_price_fen", "lot_no")} for m in merged],
+            "customer_id": sale["customer_id"], "extra": extra, "sold_at": sale["sold_at"],
+            "payments": sale["payments"], "idempotency_key": f"pos:{device.id}:{cid}"}
+
+
+def _accept(session: Session, device: PosDevice, row: PosSale, sale: dict, merged: list[dict], recorded,
+            twin: int | None, rules: _Rules) -> dict:
+    order, shortfalls = recorded
+    cid = sale["client_sale_id"]
     flags: list[str] = []
     discrepancies = []
     for short in shortfalls:
@@ -389,9 +467,6 @@ def _evaluate(ctx, session: Session, device: PosDevice, row: PosSale, sale: dict
         _flag(session, device, "clock_drift", sale_id=row.id, client_sale_id=cid,
               detail=f"the sale is dated {int((sale['sold_at'] - rules.received_at).total_seconds())} s after the "
                      "server received it: the terminal's clock is wrong")
-    twin = session.scalar(select(PosSale.id).where(PosSale.device_id == device.id,
-                                                   PosSale.device_seq == sale["device_seq"],
-                                                   PosSale.id != row.id).limit(1))
     if twin is not None:
         flags.append("sequence_reused")
         _flag(session, device, "sequence_reused", sale_id=row.id, client_sale_id=cid,
@@ -401,7 +476,6 @@ def _evaluate(ctx, session: Session, device: PosDevice, row: PosSale, sale: dict
     row.flags = flags
     row.result = {"client_sale_id": cid, "status": "accepted", "sale_id": row.id, "order_id": order.id,
                   "total_fen": order.total_fen, "flags": flags, "discrepancies": discrepancies}
-    session.flush()
     return dict(row.result)
 
 
