@@ -53,7 +53,8 @@ __all__ = ["upload", "parse_sale", "content_hash", "InvalidSale", "MAX_BATCH", "
            "DEFAULT_DRIFT_SECONDS", "DEFAULT_COMMIT_EVERY", "DEFAULT_TIME_BUDGET"]
 
 MAX_BATCH = 500
-MAX_QUEUED = 2**31 - 1  # ``queued`` is stored in a 32-bit column
+INT32_MAX = 2**31 - 1  # ``queued``, clock offsets and lags are stored in 32-bit columns
+MAX_QUEUED = INT32_MAX
 MAX_LINES = 100
 MAX_QUANTITY = 10_000
 PAYMENT_METHODS = ("cash", "card", "wechat", "alipay", "medical_insurance")
@@ -227,6 +228,7 @@ def upload(ctx, device: PosDevice, body, *, now: dt.datetime | None = None) -> d
     if body.get("device_time") is not None:
         try:
             offset = int((_time(body["device_time"], "device_time") - received_at).total_seconds())
+            offset = max(-INT32_MAX, min(INT32_MAX, offset))  # a clock decades off is "at least this far"
         except InvalidSale as exc:
             raise ValidationFailed.one("device_time", str(exc)) from exc
     queued = body.get("queued")
@@ -510,7 +512,7 @@ def _finish(ctx, device_id: int, results: list[dict], queued: int | None, rules:
                 if ids:
                     oldest = session.scalar(select(PosSale.sold_at).where(PosSale.id.in_(ids))
                                             .order_by(PosSale.sold_at).limit(1))
-                    device.last_lag_s = max(0, int((rules.received_at - oldest).total_seconds()))
+                    device.last_lag_s = min(INT32_MAX, max(0, int((rules.received_at - oldest).total_seconds())))
                 if rules.clock_offset_s is not None and abs(rules.clock_offset_s) > rules.drift.total_seconds():
                     _flag(session, device, "clock_drift",
                           detail=f"the terminal's clock was {rules.clock_offset_s:+d} s off the server's at upload "
