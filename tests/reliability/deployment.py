@@ -9,7 +9,9 @@ one of two ways (:data:`KINDS`):
 ``nginx-two-instances``
     "two hosts": two ``GunicornServer`` instances with 2 workers each, each
     with its own working directory and configuration file (as two machines
-    would have), behind an nginx on 127.0.0.1 that balances them round robin.
+    would have), behind an nginx on 127.0.0.1 that balances them round robin;
+    small pools and no server-side prepared statements (``[database]``, as
+    behind pgbouncer in transaction mode).
 
 :func:`nginx_conf` writes the nginx configuration that ``docs/deploy.md``
 shows an operator; :class:`NginxProxy` runs it as a non-daemon child process
@@ -320,6 +322,8 @@ def build_deployment(kind: str, databases, workdir: Path, fake_factory) -> Deplo
             # documents live on storage every host mounts (NFS, ...): here one directory
             "prescription_review.storage_dir": str(workdir / "shared" / "prescriptions"),
             "api.trust_forwarded_for": kind == "nginx-two-instances"}
+    if kind == "nginx-two-instances":  # docs/deploy.md's settings for a tight server or pgbouncer (transaction mode)
+        conf.update({"database.pool_size": 2, "database.max_overflow": 2, "database.prepared_statements": False})
     for key, value in conf.items():
         node = data
         *parents, last = key.split(".")
