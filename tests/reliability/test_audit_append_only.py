@@ -7,6 +7,7 @@ Which tables, and where their guards come from:
 * core (``core_0001`` row triggers, ``core_0003`` TRUNCATE): ``audit_log``, ``stock_movements``, ``order_events``;
 * loyalty (``loyalty_0003``): ``loyalty_ledger``;
 * wechat_channel (``wechat_channel_0003``): ``wechat_pay_notifications``;
+* pos_sync (``pos_sync_0003``): ``pos_price_history``;
 * prescription_review (``prescription_review_0002`` row triggers, ``_0003`` TRUNCATE and fixed columns): the
   documents, items, decisions, access log, keys, dispensings and ban lists refuse UPDATE and DELETE; a
   prescription refuses DELETE and any UPDATE of who and what it names (patient, prescriber, number,
@@ -29,7 +30,7 @@ from .hostile_support import Hostile, make_hostile
 
 FULLY_APPEND_ONLY = ["audit_log", "stock_movements", "order_events", "loyalty_ledger", "wechat_pay_notifications",
                      "rx_documents", "rx_prescription_items", "rx_decisions", "rx_access_log", "rx_prescription_keys",
-                     "rx_dispensings", "rx_banlists"]
+                     "rx_dispensings", "rx_banlists", "pos_price_history"]
 #: kept for ever, but their workflow columns change: (table, a recorded column, a workflow column)
 NO_DELETE = [("rx_prescriptions", "patient_id_number", "customer_message"),
              ("rx_consumptions", "quantity", "released_at")]
@@ -68,6 +69,9 @@ def _seed(h: Hostile) -> None:
     assert join.status_code in (200, 201), join.text
     adj = api.post(f"/api/v1/members/{api.customer_id}/adjustments", json={"points": 10, "reason": "goodwill"})
     assert adj.status_code == 201, adj.text
+    # pos_sync: the price list as terminals see it (a version per change)
+    from plugins.pos_sync import prices
+    prices.refresh(h.ctx, force=True)
     # wechat: a verified notification as the plugin records it
     with h.ctx.transaction() as s:
         s.add(PayNotification(out_trade_no="P2O1-1", transaction_id="4200000001", source="notify",
