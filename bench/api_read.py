@@ -14,12 +14,14 @@ token to all three: pharmo2o pays the token lookup, the bare app does not.
 
 Targets: all ÷ bare >= 0.85 and all ÷ core >= 0.95 (requests/s)::
 
-    python bench/api_read.py                      # both databases, 5 s x 3 rounds, 2 workers
+    python bench/api_read.py                      # both databases, 3 s x 5 rounds, 2 workers (about 8 min)
     python bench/api_read.py --database sqlite --duration 3 --rounds 5
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import subprocess
 import sys
 import time
@@ -75,8 +77,13 @@ class BareServer:
 
 
 def bench(kind: str, args) -> str:
-    with Database(kind, plugins=ALL_PLUGINS, pg_url=args.pg_url) as db, \
-            Server(db, args.workers, "all") as ours_all, Server(db, args.workers, "core", plugins=[]) as ours_core:
+    apps = APPS + (("before",) if args.before else ())
+    with contextlib.ExitStack() as stack:
+        db = stack.enter_context(Database(kind, plugins=ALL_PLUGINS, pg_url=args.pg_url))
+        ours_all = stack.enter_context(Server(db, args.workers, "all"))
+        ours_core = stack.enter_context(Server(db, args.workers, "core", plugins=[]))
+        before = stack.enter_context(Server(db, args.workers, "before", env={"PYTHONPATH": args.before})) \
+            if args.before else None
         token = ours_all.token()
         product = call(ours_all.base, "POST", "/api/v1/products", {
             "sku": "BENCH-READ-1", "barcode": "6901234567892", "generic_name": "布洛芬缓释胶囊", "brand_name": "芬必得",
@@ -85,33 +92,38 @@ def bench(kind: str, args) -> str:
         path = f"/api/v1/products/{product['id']}"
         headers = {"Authorization": f"Bearer {token}"}
         with BareServer(db, args.workers, path) as bare:
-            servers = {"all": ours_all, "core": ours_core, "bare": bare}
-            for name, server in servers.items():  # warm up: connections, statement caches, imports
-                wrk(server.base + path, connections=4, duration=1, headers=headers)
+            servers = {"all": ours_all, "core": ours_core, "bare": bare, "before": before}
+            for name in apps:  # warm up: connections, statement caches, imports
+                wrk(servers[name].base + path, connections=4, duration=1, headers=headers)
             runs: dict[tuple[int, str], list[dict]] = {}
             started = time.monotonic()
             for conns in args.connections:
                 for r in range(args.rounds):
-                    order = APPS[r % 3:] + APPS[:r % 3]
+                    order = apps[r % len(apps):] + apps[:r % len(apps)]
                     for name in order:
                         runs.setdefault((conns, name), []).append(
                             wrk(servers[name].base + path, connections=conns, duration=args.duration, headers=headers))
-                    line = "  ".join(f"{n} {runs[(conns, n)][-1]['rps']:.0f}/s" for n in APPS)
+                    line = "  ".join(f"{n} {runs[(conns, n)][-1]['rps']:.0f}/s" for n in apps)
                     print(f"[{kind}] {conns:>3} connections, round {r + 1}/{args.rounds}: {line}", file=sys.stderr)
             elapsed = time.monotonic() - started
 
     rows, verdicts = [], []
     for conns in args.connections:
-        rps = {n: [x["rps"] for x in runs[(conns, n)]] for n in APPS}
+        rps = {n: [x["rps"] for x in runs[(conns, n)]] for n in apps}
         ratio = {k: median(a / b for a, b in zip(rps[k.split("/")[0]], rps[k.split("/")[1]])) for k in TARGETS}
-        ratio["core/bare"] = median(a / b for a, b in zip(rps["core"], rps["bare"]))
-        for n in APPS:
+        for n in apps:
+            ratio[f"{n}/bare"] = median(a / b for a, b in zip(rps[n], rps["bare"]))
+        if args.before:
+            ratio["all/before"] = median(a / b for a, b in zip(rps["all"], rps["before"]))
+        for n in apps:
             rr = runs[(conns, n)]
             errors = sum(x["errors"] for x in rr)
             rows.append([conns, n, f"{median(rps[n]):.0f}", f"{median(x['p50'] for x in rr):.1f}",
                          f"{median(x['p99'] for x in rr):.1f}",
                          "" if n == "bare" else f"{ratio[n + '/bare']:.2f}",
                          f"{ratio['all/core']:.2f}" if n == "all" else "", errors or ""])
+        if args.before:
+            verdicts.append(f"{conns} connections: all/before {ratio['all/before']:.2f} (this code over {args.before})")
         for key, target in TARGETS.items():
             verdicts.append(f"{conns} connections: {key} {ratio[key]:.2f} ({'meets' if ratio[key] >= target else 'misses'} "
                             f">= {target})")
@@ -119,7 +131,9 @@ def bench(kind: str, args) -> str:
     body += (f"\n\n{args.workers} sync gunicorn workers each; wrk {args.duration:g} s per run, {args.rounds} rounds "
              f"(apps alternating, order rotating), medians; ratios are medians of per-round ratios; "
              f"{elapsed:.0f} s of load.\n`all` = pharmo2o with {', '.join(ALL_PLUGINS)}; `core` = pharmo2o, no plugin; "
-             f"`bare` = bench/bare_app.py (Falcon + one Core select, no token).\n\n"
+             f"`bare` = bench/bare_app.py (Falcon + one Core select, no token)"
+             + (f"; `before` = pharmo2o (all plugins) served from the code in {args.before}" if args.before else "")
+             + ".\n\n"
              + "\n".join(f"- {v}" for v in verdicts))
     if args.no_record:
         print(body)
@@ -133,11 +147,14 @@ def main() -> None:
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--pg-url", default=DEFAULT_PG)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--duration", type=float, default=5, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=3, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--connections", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
     parser.add_argument("--no-record", action="store_true", help="print only; do not append to bench/RESULTS.md")
+    parser.add_argument("--before", metavar="DIR", help="also serve (all plugins) the code of another checkout "
+                        "(PYTHONPATH=DIR), alternating with the others: a before/after ratio in one run")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"{Path(__file__).name}: terminated"))  # servers are stopped
     ensure_wrk()
     for kind in ("sqlite", "postgresql") if args.database == "both" else (args.database,):
         bench(kind, args)

@@ -126,8 +126,10 @@ class Server:
     ``base`` is its URL; ``token()`` logs the admin in; ``worker_pids()`` lists its workers.
     """
 
-    def __init__(self, db: Database, workers: int = 2, name: str = "server", plugins: list[str] | None = None) -> None:
+    def __init__(self, db: Database, workers: int = 2, name: str = "server", plugins: list[str] | None = None,
+                 env: dict | None = None) -> None:
         self.db, self.workers, self.name = db, workers, name
+        self.extra_env = dict(env or {})  # e.g. {"PYTHONPATH": a checkout of other code} to serve that code
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = db.workdir / f"{name}.log"
@@ -145,7 +147,7 @@ class Server:
 
     def __enter__(self) -> "Server":
         code = f"from core.api.server import serve; serve({str(self.config)!r}, '127.0.0.1:{self.port}', {self.workers})"
-        env = self.db.env() | {"PHARMO2O_CONFIG": str(self.config)}
+        env = self.db.env() | {"PHARMO2O_CONFIG": str(self.config)} | self.extra_env
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=self.db.workdir, env=env,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
