@@ -69,10 +69,14 @@ def fuzz_seed() -> int:
 
 @dataclass
 class Seeded:
-    """Rows the fuzzer's path parameters can hit: ``ids[param name] -> [existing ids]``."""
+    """Rows the fuzzer's path parameters can hit: ``ids[param name] -> [existing ids]``; ``victims`` are the
+    rows the operations in :data:`VICTIM_OPERATIONS` may change (never the users whose tokens are sent, the
+    terminal that syncs, the home store or the stocked products the other cases order)."""
 
     api: ApiClient
     ids: dict[str, list] = field(default_factory=dict)
+    victims: dict[str, list] = field(default_factory=dict)
+    shop: Shop | None = None
     device_secret: str = ""
     device_database_id: str = ""
 
@@ -96,11 +100,11 @@ def _ok(result, status=(200, 201)):
 
 def seed_data(api: ApiClient) -> Seeded:
     """A second store, products with stock (OTC and Rx), orders in several states, a prescription, a loyalty
-    reward, a POS terminal with an uploaded sale, and users the fuzzer may change freely."""
+    reward, a POS terminal with an offline sale (a stock discrepancy, review flags), and victim rows."""
     from tests.plugins.prescription_review.helpers import form, licence, rx_fields, unique_doc
 
     shop = Shop(api)
-    s = Seeded(api)
+    s = Seeded(api, shop=shop)
     other = _ok(api.post("/api/v1/stores", json={"code": "FZ2", "name": "第二门店", "address": "", "phone": ""}))
     extra = shop.product(rx_class="otc_a", price_fen=990, generic_name="维生素C片")
     s.ids["store_id"] = [api.store_id, other["id"]]
@@ -126,25 +130,48 @@ def seed_data(api: ApiClient) -> Seeded:
         "product_id": shop.otc["id"], "points_cost": 100, "label": "积分换购"}), 201)
     s.ids["reward_id"] = [reward["id"]]
 
-    # users the fuzzer may patch (never the ones whose tokens it sends)
-    victims = []
-    for n in range(2):
-        victims.append(_ok(api.post("/api/v1/users", json={
-            "username": f"fuzzvictim{n}", "password": "fuzz-password-1", "role": "clerk",
-            "display_name": f"victim {n}", "store_id": api.store_id}), 201)["id"])
-    s.ids["user_id"] = victims
+    # rows the fuzzer may deactivate, revoke or rewrite
+    s.victims["user_id"] = [_ok(api.post("/api/v1/users", json={
+        "username": f"fuzzvictim{n}", "password": "fuzz-password-1", "role": "clerk",
+        "display_name": f"victim {n}", "store_id": api.store_id}), 201)["id"] for n in range(2)]
+    s.ids["user_id"] = list(api.user_ids.values()) + s.victims["user_id"]
+    s.victims["store_id"] = [other["id"]]
+    s.victims["product_id"] = [shop.product(generic_name="可停用药品")["id"]]
+    s.victims["device_id"] = [_ok(api.post("/api/v1/pos/devices", json={
+        "store_id": api.store_id, "name": "Spare counter"}), 201)["id"]]
 
     device = _ok(api.post("/api/v1/pos/devices", json={"store_id": api.store_id, "name": "Counter 1"}), 201)
-    s.ids["device_id"] = [device["id"]]
+    s.ids["device_id"] = [device["id"]] + s.victims["device_id"]
     s.device_secret = device["secret"]
     s.device_database_id = f"fuzzdb-{uuid.uuid4().hex[:12]}"
-    s.ids["discrepancy_id"] = []
-    s.ids["flag_id"] = []
+    # an offline sale of more than the shelf holds, at a price the catalogue does not know: a stock
+    # discrepancy and review flags to resolve
+    catalog = _ok(api.get("/api/v1/pos/catalog", role=None, headers=s.headers("device")))
+    sold_at = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)).isoformat()
+    sale = {"client_sale_id": "fuzz-seed-1", "device_seq": 1, "sold_at": sold_at,
+            "lines": [{"line_id": "l1", "product_id": extra["id"], "quantity": 80, "unit_price_fen": 1,
+                       "price_list_version": catalog["price_list_version"]}],
+            "payments": [{"method": "cash", "amount_fen": 80}]}
+    _ok(api.request("POST", "/api/v1/pos/sales:batch", json={"sales": [sale]}, headers=s.headers("device")))
+    s.ids["discrepancy_id"] = [d["id"] for d in _ok(api.get("/api/v1/pos/discrepancies"))["items"]]
+    s.ids["flag_id"] = [f["id"] for f in _ok(api.get("/api/v1/pos/flags"))["items"]]
     s.ids["filepath"] = ["index.html", "app.js"]
     return s
 
 
 # ---------------------------------------------------------------------------- running
+
+#: mutating operations whose path parameter is always pointed at a victim row when it names a valid id: all
+#: roles fuzz one database in turn, and these would otherwise lock the later roles out (or empty the shelves)
+VICTIM_OPERATIONS = {
+    ("PATCH", "/api/v1/users/{user_id}"): "user_id",
+    ("DELETE", "/api/v1/loyalty/staff-links/{user_id}"): "user_id",
+    ("POST", "/api/v1/pos/devices/{device_id}/revoke"): "device_id",
+    ("POST", "/api/v1/pos/devices/{device_id}/reregister"): "device_id",
+    ("PATCH", "/api/v1/stores/{store_id}"): "store_id",
+    ("PATCH", "/api/v1/products/{product_id}"): "product_id",
+    ("POST", "/api/v1/products/{product_id}/deactivate"): "product_id",
+}
 
 @dataclass
 class Tally:
@@ -185,7 +212,7 @@ def run_operation(operation, role: str, seeded: Seeded, tally: Tally, n: int, se
     # the POS batch checks each sale on its own (documented): a malformed sale is answered 200 with that sale
     # "rejected", never the batch refused — so a mutated sale is not a schema-violating request "accepted"
     per_item = operation.definition.raw.get("operationId") == "pos.sales.batch"
-    protect_users = "user_id" in params and operation.method.upper() in ("PATCH", "DELETE", "POST")
+    victim = VICTIM_OPERATIONS.get((operation.method.upper(), operation.path))
 
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
         strategy = operation.as_strategy(generation_mode=mode)
@@ -200,10 +227,10 @@ def run_operation(operation, role: str, seeded: Seeded, tally: Tally, n: int, se
             if mode is GenerationMode.POSITIVE:
                 for name in params:
                     known = seeded.ids.get(name) or []
-                    if known and (protect_users and name == "user_id" or data.draw(st.booleans(), label=name)):
+                    if known and name != victim and data.draw(st.booleans(), label=name):
                         case.path_parameters[name] = data.draw(st.sampled_from(known), label=name)
-            elif protect_users and _valid_id(case.path_parameters.get("user_id")):
-                case.path_parameters["user_id"] = seeded.ids["user_id"][0]
+            if victim and _valid_id(case.path_parameters.get(victim)):
+                case.path_parameters[victim] = data.draw(st.sampled_from(seeded.victims[victim]), label=victim)
             # the role's credentials go into the case itself: schemathesis re-validates an edited case, so a
             # negative case whose only mutation was the Authorization header counts as the valid one it became
             headers = seeded.headers(role, fresh=revokes_token)

@@ -35,25 +35,32 @@ from .fuzz_support import ALL_PLUGINS, ROLES, Tally, examples, fuzz_role, fuzz_s
 TOTALS: dict[str, Tally] = {}
 
 
-@pytest.fixture
-def fake_wechat():
-    server = FakeWeChat(appid=APPID, secret=SECRET, mch_id=MCH_ID, api_key=API_KEY).start()
-    yield server
-    server.stop()
+@pytest.fixture(scope="module")
+def fuzz_target(pharmo2o_databases, tmp_path_factory):
+    """One database for the module (all four plugins, seeded once): the roles fuzz it in turn."""
+    from core.config import Config
+    from core.context import Context
+    from core.testing import build_api_client
+
+    tmp = tmp_path_factory.mktemp("fuzz")
+    fake = FakeWeChat(appid=APPID, secret=SECRET, mch_id=MCH_ID, api_key=API_KEY).start()
+    conf = {**settings(fake), "prescription_review.storage_dir": str(tmp / "rx-docs"),
+            "pos_sync.price_check_seconds": 0, "pos_sync.catalog_settle_seconds": 0}
+    data: dict = {"database_url": pharmo2o_databases.fresh(ALL_PLUGINS, (), tmp),
+                  "plugins": {"enabled": list(ALL_PLUGINS)}}
+    for key, value in conf.items():
+        section, name = key.split(".", 1)
+        data.setdefault(section, {})[name] = value
+    ctx = Context.create(Config(path=tmp / "pharmo2o.toml", data=data))
+    try:
+        api = build_api_client(ctx)
+        seeded = seed_data(api)
+        yield load_schema(api), seeded
+    finally:
+        ctx.dispose()
+        fake.stop()
 
 
-@pytest.fixture
-def fuzz_target(make_api, fake_wechat, tmp_path):
-    conf = settings(fake_wechat)
-    conf["prescription_review.storage_dir"] = str(tmp_path / "rx-docs")
-    conf["pos_sync.price_check_seconds"] = 0
-    conf["pos_sync.catalog_settle_seconds"] = 0
-    api = make_api(enabled=ALL_PLUGINS, settings=conf)
-    seeded = seed_data(api)
-    return load_schema(api), seeded
-
-
-@pytest.mark.parametrize("role", ROLES)
 def figures(role: str, tally: Tally, seed_value: int) -> str:
     statuses = ", ".join(f"{k}:{v}" for k, v in sorted(tally.statuses.items()))
     line = (f"API fuzz as {role}: {tally.pairs} operations, {tally.cases} cases, {len(tally.failures)} failures, "
@@ -85,9 +92,11 @@ def test_every_operation_as(role, fuzz_target, capsys, record_property):
 
 # ------------------------------------------------------------------ what the fuzzer found, pinned
 
-def test_a_non_ascii_pickup_code_is_a_422_not_a_500(shop):
+def test_a_non_ascii_pickup_code_is_a_422_not_a_500(fuzz_target):
     """``secrets.compare_digest`` raises TypeError on a str with non-ASCII characters: a 500 before the fix."""
-    order = shop.place_order().json
+    shop = fuzz_target[1].shop
+    product = shop.product(generic_name="取货码药品")
+    order = shop.place_order([(product["id"], 1)]).json
     shop.pay(order["id"])
     shop.fulfil(order["id"])
     r = shop.api.post(f"/api/v1/orders/{order['id']}/complete", role="clerk",
@@ -97,31 +106,55 @@ def test_a_non_ascii_pickup_code_is_a_422_not_a_500(shop):
     assert shop.order(order["id"])["status"] == "ready"
 
 
-@pytest.mark.parametrize("path,param", [
-    ("/api/v1/orders", "store_id"), ("/api/v1/orders", "customer_id"), ("/api/v1/customers", "store_id"),
-    ("/api/v1/users", "store_id"), ("/api/v1/stores/{store}/stock", "product_id"),
-    ("/api/v1/stores/{store}/stock/movements", "product_id"), ("/api/v1/reports/sales", "store_id"),
-    ("/api/v1/pos/devices", "store_id"), ("/api/v1/pos/flags", "store_id"), ("/api/v1/pos/sync-status", "store_id"),
-])
-def test_an_id_beyond_64_bits_in_a_query_is_a_422_not_a_500(make_api, path, param):
+QUERY_IDS = [("/api/v1/orders", "store_id"), ("/api/v1/orders", "customer_id"), ("/api/v1/customers", "store_id"),
+             ("/api/v1/users", "store_id"), ("/api/v1/stores/{store}/stock", "product_id"),
+             ("/api/v1/stores/{store}/stock/movements", "product_id"), ("/api/v1/reports/sales", "store_id"),
+             ("/api/v1/pos/devices", "store_id"), ("/api/v1/pos/flags", "store_id"),
+             ("/api/v1/pos/sync-status", "store_id")]
+
+
+def test_an_id_beyond_64_bits_in_a_query_is_a_422_not_a_500(fuzz_target):
     """An unbounded ``int`` query parameter reached the database: OverflowError on SQLite, a 500."""
-    api = make_api(enabled=["pos_sync"])
-    r = api.get(path.format(store=api.store_id), params={param: str(2 ** 70)})
-    assert r.status_code == 422, r.text
-    assert [e["field"] for e in r.json["errors"]] == [param]
+    api = fuzz_target[1].api
+    for path, param in QUERY_IDS:
+        r = api.get(path.format(store=api.store_id), params={param: str(2 ** 70)})
+        assert r.status_code == 422, (path, param, r.text)
+        assert [e["field"] for e in r.json["errors"]] == [param], (path, param)
 
 
-def test_a_queued_count_beyond_32_bits_is_a_422_not_a_500(make_api):
-    """``queued`` of a POS batch had no upper bound and is stored in a 32-bit column: a 500 at commit."""
-    api = make_api(enabled=["pos_sync"])
+def test_a_queued_count_beyond_32_bits_is_a_422_not_a_500(fuzz_target):
+    """``queued`` of a POS batch had no upper bound and is stored in a 32-bit column: a 500 at commit,
+    after the batch's sales were committed."""
+    from plugins.pos_sync.models import PosSale
+    api = fuzz_target[1].api
     device = api.post("/api/v1/pos/devices", json={"store_id": api.store_id, "name": "Counter 9"}).json
     headers = {"Authorization": f"Bearer {device['secret']}", "X-POS-Database-Id": "fuzz-queued-1"}
-    sale = {"client_sale_id": "s1", "device_seq": 1, "sold_at": "2026-01-01T00:00:00+00:00",
-            "lines": [{"line_id": "l1", "product_id": 999, "quantity": 1, "unit_price_fen": 1,
+    sale = {"client_sale_id": "queued-1", "device_seq": 1, "sold_at": "2026-01-01T00:00:00+00:00",
+            "lines": [{"line_id": "l1", "product_id": 999999, "quantity": 1, "unit_price_fen": 1,
                        "price_list_version": 1}], "payments": [{"method": "cash", "amount_fen": 1}]}
+    with api.ctx.session() as s:
+        before = s.query(PosSale).count()
     r = api.request("POST", "/api/v1/pos/sales:batch", json={"sales": [sale], "queued": 2 ** 40}, headers=headers)
     assert r.status_code == 422, r.text
     assert [e["field"] for e in r.json["errors"]] == ["queued"]
     with api.ctx.session() as s:
-        from plugins.pos_sync.models import PosSale
-        assert s.query(PosSale).count() == 0
+        assert s.query(PosSale).count() == before
+
+
+def test_a_terminal_clock_centuries_off_is_recorded_not_a_500(fuzz_target):
+    """The clock offset (device_time minus the server's time) went unclamped into a 32-bit column:
+    PostgreSQL refused it (integer out of range), a 500 after the batch's sales were committed."""
+    api = fuzz_target[1].api
+    device = api.post("/api/v1/pos/devices", json={"store_id": api.store_id, "name": "Counter 1549"}).json
+    headers = {"Authorization": f"Bearer {device['secret']}", "X-POS-Database-Id": "fuzz-clock-1"}
+    sale = {"client_sale_id": "clock-1", "device_seq": 1, "sold_at": "0549-10-05T09:02:29+00:00",
+            "lines": [{"line_id": "l1", "product_id": 999999, "quantity": 1, "unit_price_fen": 1,
+                       "price_list_version": 1}], "payments": [{"method": "cash", "amount_fen": 1}]}
+    r = api.request("POST", "/api/v1/pos/sales:batch", headers=headers,
+                    json={"sales": [sale], "device_time": "0549-10-05T09:02:29+00:00"})
+    assert r.status_code == 200, r.text
+    assert r.json["clock_offset_s"] == -(2**31 - 1)
+    status = api.get("/api/v1/pos/sync-status", params={"store_id": str(api.store_id)})
+    assert status.status_code == 200, status.text
+    row = next(t for t in status.json["items"] if t["device_id"] == device["id"])
+    assert row["clock_offset_s"] == -(2**31 - 1)
