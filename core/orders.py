@@ -566,11 +566,17 @@ def _record_batch(ctx, session: Session, channel: str, caller: Caller, items: li
         order.total_fen = max(0, order.subtotal_fen + adj_total)
         events.append({"order_id": order.id, "old_status": None, "new_status": "paid", "actor": actor,
                        "reason": "sale recorded"})
+    # a refusal ends the pass at once (the caller rolls back and writes the others again): the
+    # status hooks of the others then run once, in the pass that commits
+    if refused:
+        return {}
     _events(session, events)
     _changed(ctx, session, orders, refused, None, "paid", caller)
-    _advance(ctx, session, orders, refused, "ready", caller)
-    _advance(ctx, session, orders, refused, "completed", caller, reason="handed over at the counter")
-    return {key: (orders[key], shortfalls[key]) for key in orders if key not in refused}
+    if not refused:
+        _advance(ctx, session, orders, refused, "ready", caller)
+    if not refused:
+        _advance(ctx, session, orders, refused, "completed", caller, reason="handed over at the counter")
+    return {} if refused else {key: (orders[key], shortfalls[key]) for key in orders}
 
 
 def _events(session: Session, events: list[dict]) -> None:

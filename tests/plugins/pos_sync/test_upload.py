@@ -196,3 +196,28 @@ def test_a_batch_over_its_time_budget_defers_the_rest_to_the_next_request(make_c
     assert statuses(upload(ctx, sh, batch)) == ["duplicate"] * 2 + ["deferred"] * 3  # the first chunk always runs
     assert statuses(upload(ctx, sh, batch[4:])) == ["accepted"]
     assert count(ctx, Order) == 5
+
+
+def test_a_sale_a_hook_refuses_mid_chunk_leaves_nothing_and_its_neighbours_are_recorded(make_ctx):
+    """A chunk is written together; a sale a hook refuses afterwards (here the core's ephedrine
+    rule in order_validate) is rolled back alone: no order, no movement, the lot untouched by it,
+    and the sales before and after it in the chunk recorded with their own hooks."""
+    seen = []
+    ctx = pos_ctx(make_ctx, extra_plugins=[make_plugin(
+        "watcher", order_status_changed=lambda session, order, old_status, new_status, caller:
+            seen.append((order.extra["pos"]["client_sale_id"], new_status)))])
+    sh = shop(ctx, ephedrine=True)
+    pid = sh.product_ids[0]
+    buyer = "11010519491231002X"
+    batch = [sale([(pid, 2, 1000)], buyer_id_number=buyer), sale([(pid, 3, 1000)], buyer_id_number=buyer),
+             sale([(pid, 1, 1000)], buyer_id_number=buyer)]
+    answer = upload(ctx, sh, batch)
+    assert statuses(answer) == ["accepted", "rejected", "accepted"]
+    assert "at most 2 packs" in answer["results"][1]["reason"]
+    assert count(ctx, Order) == 2
+    with ctx.session() as s:
+        assert s.scalar(select(func.sum(StockLot.on_hand)).where(StockLot.product_id == pid)) == 50 - 3
+        assert stock.verify(s) == []
+    kept = {batch[0]["client_sale_id"], batch[2]["client_sale_id"]}
+    committed = [(cid, st) for cid, st in seen if cid in kept]
+    assert sorted(committed) == sorted((cid, st) for cid in kept for st in ("paid", "ready", "completed"))
