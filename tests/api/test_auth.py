@@ -143,3 +143,13 @@ def test_forwarded_address_is_used_only_when_trusted(make_api):
     assert login(api, password="bad-password", headers={"X-Forwarded-For": "10.0.0.1"}).status_code == 401
     assert login(api, headers={"X-Forwarded-For": "10.0.0.1"}).status_code == 429
     assert login(api, headers={"X-Forwarded-For": "10.0.0.2"}).status_code == 200
+
+
+def test_only_the_hop_our_proxy_wrote_counts_not_what_the_client_put_before_it(make_api):
+    # a proxy that appends: "<whatever the client sent>, <the address the proxy saw>"
+    api = make_api(settings={"api.login_max_failures": 1, "api.trust_forwarded_for": True})
+    bad = login(api, password="bad-password", headers={"X-Forwarded-For": "1.2.3.4, 10.0.0.1"})
+    assert bad.status_code == 401
+    assert login(api, headers={"X-Forwarded-For": "9.9.9.9, 10.0.0.1"}).status_code == 429
+    assert login(api, headers={"X-Forwarded-For": "10.0.0.1", "Forwarded": "for=8.8.8.8",
+                                "X-Real-IP": "7.7.7.7"}).status_code == 429

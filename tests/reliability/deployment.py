@@ -65,7 +65,7 @@ def nginx_conf(upstreams: list[str], *, listen: str, client_max_body_size: int, 
       (nginx's default: non-idempotent requests are not passed to the next
       upstream) so a checkout or a payment cannot run twice because of nginx;
     - ``X-Forwarded-For`` is OVERWRITTEN with the address nginx sees (the app,
-      with ``[api] trust_forwarded_for = true``, takes the first hop as the
+      with ``[api] trust_forwarded_for = true``, takes the last hop as the
       client: appending would let a client choose its own address), and a
       client's ``Forwarded`` header is dropped (Falcon would prefer it);
     - ``X-Request-Id``: the client's, else one nginx makes; the same id is in

@@ -23,9 +23,15 @@ def _dummy_hash() -> str:
 
 
 def client_address(req) -> str:
-    """The client's address; the first ``X-Forwarded-For`` hop when ``[api] trust_forwarded_for``."""
-    if req.context.ctx.setting("api.trust_forwarded_for", False) and req.access_route:
-        return req.access_route[0]
+    """The client's address; with ``[api] trust_forwarded_for``, the last ``X-Forwarded-For`` hop.
+
+    The last hop is the one our own proxy wrote (whether it overwrites the header or appends to
+    it); anything before it, and ``Forwarded``/``X-Real-IP``, the client could have made up.
+    """
+    if req.context.ctx.setting("api.trust_forwarded_for", False):
+        hops = [h.strip() for h in (req.get_header("X-Forwarded-For") or "").split(",") if h.strip()]
+        if hops:
+            return hops[-1]
     return req.remote_addr or "unknown"
 
 
