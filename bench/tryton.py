@@ -137,10 +137,11 @@ def compare(kind: str, args) -> dict:
                 print(f"[{kind}] round {r + 1}/{args.rounds}: POS Tryton {t_pos['per_s']:.1f}/s, ours "
                       f"{row['our_pos']:.0f}/s ({row['pos_ratio']:.0f}x); orders Tryton {t_ord['per_s']:.2f}/s, "
                       f"ours {row['our_orders']:.0f}/s ({row['orders_ratio']:.0f}x)", flush=True)
+        statements = tryton("statements")  # SQLite only (its trace callback); untimed, after the rounds
         checked = tryton("check")
     finally:
         tryton.close()
-    return {"ready": tryton.ready, "rounds": rounds, "check": checked}
+    return {"ready": tryton.ready, "rounds": rounds, "check": checked, "statements": statements}
 
 
 def report(kind: str, res: dict, args) -> dict:
@@ -171,8 +172,11 @@ def report(kind: str, res: dict, args) -> dict:
         f"quote + confirm + process (draft invoice with taxes, customer shipment) + `assign_try`, one order per "
         f"transaction. Checked at the end (warm-up included): {chk['pos_posted']} POS sales posted, "
         f"{chk['pos_stock_moves_done']} stock moves done, {chk['account_moves_posted']} account moves posted, "
-        f"{chk['shipments_assigned']} shipments assigned, {chk['invoices_draft']} draft invoices. \"Tryton per "
-        f"CPU-s\" = sales or orders per CPU-second of Tryton's process: its rate on an otherwise idle core"
+        f"{chk['shipments_assigned']} shipments assigned, {chk['invoices_draft']} draft invoices"
+        + (f"; SQL statements: {res['statements']['per_pos_sale']:.0f} per POS sale, "
+           f"{res['statements']['per_order']:.0f} per order" if res.get("statements") else "")
+        + ". \"Tryton per "
+        "CPU-s\" = sales or orders per CPU-second of Tryton's process: its rate on an otherwise idle core"
         + (" (SQLite works in that process)" if kind == "sqlite" else " (PostgreSQL's own CPU not counted)") + ".\n\n"
         f"pharmo2o (gunicorn {args.workers} sync workers, the four bundled plugins): POS = bench/pos_ingest.py "
         f"`run_pos`, first upload of {per_round(args.our_pos, args)} offline sales of 3 lines per round by a registered terminal "

@@ -40,7 +40,7 @@ args.add_argument("--orders", type=int, default=50, help="sale orders, one per t
 args.add_argument("--products", type=int, default=20)
 args.add_argument("--seed", type=int, default=1)
 args.add_argument("--serve", action="store_true",
-                  help="after set-up and warm-up, answer commands on stdin (pos N | orders N | check | quit), "
+                  help="after set-up and warm-up, answer commands on stdin (pos N | orders N | statements | check | quit), "
                        "one JSON line each on stdout: how bench/tryton.py alternates with our side")
 opts = args.parse_args()
 
@@ -79,6 +79,8 @@ def log(msg: str) -> None:
 
 
 RETRIES = {"count": 0}
+TRACE: dict = {"on": False, "n": 0}
+TRACE["count"] = lambda _sql: TRACE.__setitem__("n", TRACE["n"] + 1)
 LOCKS: dict = {}  # per workload, the locks learned from a first TransactionError, taken up front afterwards
 
 
@@ -95,6 +97,8 @@ def in_transaction(user: int, func, *fargs, context: dict | None = None, readonl
     extras = {k: v for k, v in extras.items() if v}
     while True:
         with Transaction().start(DB, user, context=context or {}, readonly=readonly, **extras) as transaction:
+            if TRACE["on"]:
+                transaction.connection.set_trace_callback(TRACE["count"])
             try:
                 result = func(*fargs)
                 transaction.commit()
@@ -105,6 +109,9 @@ def in_transaction(user: int, func, *fargs, context: dict | None = None, readonl
                 log(f"{func.__name__}: transaction restarted with {extras}")
                 LOCKS[func.__name__] = extras  # records too: the POS sequence and journal are the same each time
                 continue
+            finally:
+                if TRACE["on"]:
+                    transaction.connection.set_trace_callback(None)
             transaction.tasks.clear()  # queued "process" tasks: done in the transaction (see one_order)
             return result
 
@@ -379,6 +386,21 @@ class Bench:
             "process's CPU per order)")
         return {"n": n, "s": elapsed, "cpu_s": cpu, "per_s": n / elapsed}
 
+    def statements(self) -> dict:
+        """SQL statements per POS sale (one batch) and per order (SQLite only: its trace callback), untimed."""
+        if opts.database != "sqlite":
+            return {}
+        TRACE.update(on=True, n=0)
+        try:
+            self.pos(opts.batch, opts.batch)
+            per_sale, TRACE["n"] = TRACE["n"] / opts.batch, 0
+            self.orders(2)
+            per_order = TRACE["n"] / 2
+        finally:
+            TRACE["on"] = False
+        log(f"SQL statements: {per_sale:.0f} per POS sale (batches of {opts.batch}), {per_order:.0f} per order")
+        return {"per_pos_sale": per_sale, "per_order": per_order}
+
     def check(self) -> dict:
         out = in_transaction(self.admin, check, context=self.context, readonly=True)
         out["transactions_restarted"] = RETRIES["count"]
@@ -405,7 +427,7 @@ def main() -> None:
         bench.orders(2)
         out["warmup"] = {"pos_sales": min(opts.batch, 10), "orders": 2}
         if opts.serve:
-            # one JSON line per command read on stdin: "pos N", "orders N", "check"; EOF or "quit" ends
+            # one JSON line per command read on stdin: "pos N", "orders N", "statements", "check"; EOF or "quit" ends
             print(json.dumps({"ready": True, **out}), flush=True)
             for line in sys.stdin:
                 cmd, *rest = line.split() or ["quit"]
@@ -417,6 +439,8 @@ def main() -> None:
                     answer = bench.orders(int(rest[0]))
                 elif cmd == "check":
                     answer = bench.check()
+                elif cmd == "statements":
+                    answer = bench.statements()
                 else:
                     answer = {"error": f"unknown command {cmd!r}"}
                 print(json.dumps(answer), flush=True)
