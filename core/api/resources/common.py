@@ -5,6 +5,8 @@ import datetime as dt
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy import bindparam, select
+from sqlalchemy import inspect as sa_inspect
 
 from ...errors import NotFound
 from ...stock import sellable, today_utc
@@ -16,8 +18,26 @@ V1 = "/api/v1"
 ID = "int(min=1, max=9223372036854775807)"
 
 
+_BY_ID: dict[type, Any] = {}
+
+
+def _by_id(model):
+    """``SELECT model WHERE pk = :pk``, built once per model (``None`` for a composite key)."""
+    if model not in _BY_ID:
+        pk = sa_inspect(model).primary_key
+        _BY_ID[model] = None if len(pk) != 1 else \
+            select(model).where(pk[0] == bindparam("pk")).execution_options(autoflush=False)
+    return _BY_ID[model]
+
+
 def get_or_404(session, model, row_id: int, what: str):
-    row = session.get(model, row_id)
+    """``session.get(model, row_id)`` or :class:`NotFound`. A row not yet in the session is
+    loaded with a prepared statement (what ``session.get`` emits, without rebuilding it)."""
+    stmt = _by_id(model)
+    if stmt is None or sa_inspect(model).identity_key_from_primary_key((row_id,)) in session.identity_map:
+        row = session.get(model, row_id)
+    else:
+        row = session.execute(stmt, {"pk": row_id}).scalar_one_or_none()
     if row is None:
         raise NotFound(f"{what} {row_id} does not exist")
     return row
