@@ -8,11 +8,14 @@ instead of both reading stale stock; PostgreSQL uses row locks
 from __future__ import annotations
 
 import datetime as dt
+import select
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -79,8 +82,12 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # pragma: no cover - trivial
-        # readers (Context.session) need no write lock: WAL lets them run beside a writer
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("pharmo2o_readonly") else "BEGIN IMMEDIATE")
+        # readers (Context.session) need no write lock: WAL lets them run beside a writer; the API's
+        # read-only requests (core.api.middleware.read_unit) run without a transaction at all
+        opts = conn.get_execution_options()
+        if opts.get("pharmo2o_autocommit_reads"):
+            return
+        conn.exec_driver_sql("BEGIN" if opts.get("pharmo2o_readonly") else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, **kwargs) -> Engine:
@@ -92,8 +99,57 @@ def make_engine(url: str, **kwargs) -> Engine:
         engine = create_engine(url, **kwargs)
         _sqlite_setup(engine)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    if "pool_pre_ping" in kwargs:  # the caller's choice: SQLAlchemy's ping on every checkout, or none
+        return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _postgresql_liveness(engine)
+    return engine
+
+
+#: a pooled PostgreSQL connection unused for longer than this is pinged (one round trip) before use
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _readable(dbapi_conn) -> bool:
+    """Whether anything arrived on an idle connection's socket (a server that closes it sends a
+    message and FIN first): an idle connection in good health has nothing to read."""
+    try:
+        poller = select.poll()
+        poller.register(dbapi_conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    except Exception:  # noqa: BLE001 - cannot tell: treat as suspect, the ping decides
+        return True
+
+
+def _postgresql_liveness(engine: Engine) -> None:
+    """Pessimistic disconnect handling without a round trip per request.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: one extra round trip
+    per request. Here a connection is pinged only when it sat in the pool for
+    more than :data:`PING_AFTER_IDLE_SECONDS`, or when something is waiting on
+    its socket (the server restarting or terminating it says so before closing);
+    a failed ping discards it and the pool hands out a fresh one, as with
+    ``pool_pre_ping``. A connection that dies silently within that second is
+    still detected by the failing statement (SQLAlchemy then invalidates the pool).
+    """
+    @event.listens_for(engine, "connect")
+    def _connected(dbapi_conn, record):  # pragma: no cover - trivial
+        record.info["pharmo2o_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_conn, record):
+        if dbapi_conn is not None:
+            record.info["pharmo2o_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn, record, proxy):
+        since = record.info.get("pharmo2o_idle_since")
+        if since is not None and time.monotonic() - since < PING_AFTER_IDLE_SECONDS and not _readable(dbapi_conn):
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise DisconnectionError(f"pooled connection failed its liveness check: {exc}") from exc
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

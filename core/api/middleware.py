@@ -6,15 +6,17 @@ import logging
 import re
 import time
 import uuid
-from contextlib import ExitStack
+import weakref
+from contextlib import ExitStack, contextmanager
 
 import falcon
+from sqlalchemy import event
 
 from ..errors import Forbidden
 from . import tokens
 from .errors import PayloadTooLarge, Unauthorized
 
-__all__ = ["RequestContext", "ApiRequest", "RequestIdMiddleware", "TransactionMiddleware", "AuthMiddleware"]
+__all__ = ["RequestContext", "ApiRequest", "read_unit", "ReadOnlyViolation", "RequestIdMiddleware", "TransactionMiddleware", "AuthMiddleware"]
 
 access_log = logging.getLogger("pharmo2o.api.access")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -47,13 +49,60 @@ class RequestContext:
         when the response is a success (rolled back otherwise), or a read-only unit."""
         if self._session is None:
             self._stack = ExitStack()
-            unit = self.ctx.transaction() if self.writes else self.ctx.session()
+            unit = self.ctx.transaction() if self.writes else read_unit(self.ctx)
             self._session = self._stack.enter_context(unit)
         return self._session
 
     @property
     def session_open(self) -> bool:
         return self._session is not None
+
+
+_READ_ENGINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_READ_STATEMENTS = ("SELECT", "WITH", "SHOW", "VALUES", "EXPLAIN")
+
+
+class ReadOnlyViolation(RuntimeError):
+    """A read-only unit (a GET without ``writes=True``) tried to change the database."""
+
+
+def _refuse_writes(conn, cursor, statement, parameters, context, executemany) -> None:
+    words = statement.lstrip(" (\n\t").split(None, 1)
+    if context is not None and (context.isinsert or context.isupdate or context.isdelete) or \
+            not words or words[0].upper() not in _READ_STATEMENTS:
+        raise ReadOnlyViolation("a read-only operation tried to write (declare it with writes=True): "
+                                + statement[:80])
+
+
+def _read_engine(engine):
+    """``engine`` for read-only units, without a transaction (cached per engine).
+
+    PostgreSQL reads under READ COMMITTED, where every statement takes its own
+    snapshot whether or not a transaction is open, so a read-only unit needs
+    none: autocommit saves the BEGIN and ROLLBACK round trips (psycopg switches
+    it without a round trip). On SQLite the statements likewise run without
+    ``BEGIN`` (each reads the latest committed state, as on PostgreSQL).
+    A statement that would write is refused: it would be committed at once.
+    """
+    ro = _READ_ENGINES.get(engine)
+    if ro is None:
+        if engine.dialect.name == "sqlite":  # the connections stay in the driver's autocommit mode (core.db)
+            ro = engine.execution_options(pharmo2o_readonly=True, pharmo2o_autocommit_reads=True)
+        else:
+            ro = engine.execution_options(isolation_level="AUTOCOMMIT", pharmo2o_readonly=True)
+        event.listen(ro, "before_cursor_execute", _refuse_writes)
+        _READ_ENGINES[engine] = ro
+    return ro
+
+
+@contextmanager
+def read_unit(ctx):
+    """The session of a read-only request: no transaction (see :func:`_read_engine`), writes refused."""
+    session = ctx.sessions(bind=_read_engine(ctx.engine))
+    try:
+        yield session
+    finally:
+        session.close()  # releases the connection (the pool resets it); nothing to roll back
 
 
 class ApiRequest(falcon.Request):
