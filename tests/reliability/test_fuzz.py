@@ -21,7 +21,8 @@ which keeps the module well under 90 s per backend). A longer run::
         -p no:cacheprovider tests/reliability/test_fuzz.py
 
 ``PHARMO2O_FUZZ_SEED=<int>`` replays a run (the seed of each run is printed with its figures: operations ×
-roles, cases tried, failures).
+roles, cases tried, failures); ``PHARMO2O_FUZZ_ONLY="GET /api/v1/pos/catalog"`` limits it to the operations
+whose "METHOD path" contains that text, and ``PHARMO2O_FUZZ_VERBOSE=1`` prints every request (with ``-s``).
 """
 from __future__ import annotations
 
@@ -158,3 +159,34 @@ def test_a_terminal_clock_centuries_off_is_recorded_not_a_500(fuzz_target):
     assert status.status_code == 200, status.text
     row = next(t for t in status.json["items"] if t["device_id"] == device["id"])
     assert row["clock_offset_s"] == -(2**31 - 1)
+
+
+# ------------------------------------------------------------------ the checks themselves can fail
+
+@pytest.mark.parametrize("breakage", ["body", "status", "content_type"])
+def test_the_checks_catch_an_answer_that_breaks_its_declaration(fuzz_target, breakage):
+    """Against a deliberately wrong copy of the API document the same checks must fail (else a green fuzz
+    run proves nothing)."""
+    import copy
+
+    import schemathesis
+    from schemathesis.core.failures import FailureGroup
+
+    from .fuzz_support import CHECKS
+
+    api = fuzz_target[1].api
+    doc = copy.deepcopy(api.app.api.openapi())
+    answer = doc["paths"]["/api/v1/stores"]["get"]["responses"]
+    if breakage == "body":
+        doc["components"]["schemas"]["StorePage"]["required"] = ["items", "no_such_field"]
+    elif breakage == "status":
+        answer["201"] = answer.pop("200")
+    else:
+        answer["200"]["content"] = {"text/csv": answer["200"]["content"]["application/json"]}
+    schema = schemathesis.openapi.from_dict(doc)
+    schema.app = api.app
+    case = schema["/api/v1/stores"]["GET"].Case(headers={"Authorization": f"Bearer {api.tokens['admin']}"})
+    response = case.call()
+    assert response.status_code == 200
+    with pytest.raises(FailureGroup):
+        case.validate_response(response, checks=CHECKS)
