@@ -19,8 +19,13 @@ in ``pos_sales``, plus a SHA-256 of its normalised content):
 Transactions: a batch is cut into chunks of ``[pos_sync] commit_every`` sales
 (default 25), each chunk one transaction that first locks the terminal's row,
 so two uploads of one terminal at once take turns chunk by chunk and the
-second sees what the first committed; each sale runs in its own SAVEPOINT,
-so a refused sale undoes only itself. Results are returned only after their
+second sees what the first committed. A chunk is handled set-based: one
+query finds its known sale ids (locked), one INSERT claims the new ones, and
+:func:`core.orders.record_sales` records the accepted ones together, every
+sale still getting the order and stock hooks; a refused sale undoes only
+itself (checked before anything is written, or, refused by a hook, rolled
+back by a SAVEPOINT around the chunk's sales, which are written again without
+it). Results are returned only after their
 chunk committed: a batch cut off half-way keeps every chunk already
 committed, and re-sending it answers ``duplicate`` for those. The UNIQUE
 constraint backs this up should two transactions ever insert one sale id.
