@@ -62,6 +62,10 @@ class Databases:
         self.created: list[str] = []
         self.run_id = uuid.uuid4().hex[:8]
         self._admin = None
+        # a PostgreSQL DROP DATABASE takes about a second: a thread drops each test's database
+        # while the next tests run, instead of all of them at the end of the session
+        self._doomed = None
+        self._dropper = None
 
     def admin(self):
         if self._admin is None:
@@ -116,7 +120,37 @@ class Databases:
         self.created.append(name)
         return _pg_url(name)
 
+    def release(self, url: str) -> None:
+        """A test is done with ``url``'s database: drop it in the background (PostgreSQL only)."""
+        if self.kind != "postgresql":
+            return
+        name = url.rsplit("/", 1)[-1]
+        if name not in self.created or name in self.templates.values():
+            return
+        self.created.remove(name)
+        if self._dropper is None:
+            import queue
+            import threading
+            self._doomed = queue.Queue()
+            self._dropper = threading.Thread(target=self._drop_loop, name="pharmo2o-db-dropper", daemon=True)
+            self._dropper.start()
+        self._doomed.put(name)
+
+    def _drop_loop(self) -> None:
+        while True:
+            name = self._doomed.get()
+            if name is None:
+                return
+            try:
+                with self.admin().connect() as c:
+                    c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            except Exception:  # left for drop_all's sweep
+                self.created.append(name)
+
     def drop_all(self) -> None:
+        if self._dropper is not None:
+            self._doomed.put(None)
+            self._dropper.join()
         if self._admin is None:
             return
         with self._admin.connect() as c:
@@ -138,10 +172,13 @@ def pharmo2o_databases(tmp_path_factory):
 def make_ctx(pharmo2o_databases, tmp_path):
     """``make_ctx(enabled=[...], extra_plugins=[...], settings={...})`` -> a Context on a fresh database."""
     made: list[Context] = []
+    own: list[str] = []
 
     def factory(enabled=(), extra_plugins=(), settings=None, migrated=True, url=None) -> Context:
         enabled = list(enabled) + [m.manifest.name for m in extra_plugins if m.manifest.name not in enabled]
-        url = url or pharmo2o_databases.fresh(enabled, extra_plugins, tmp_path, migrated=migrated)
+        if url is None:  # made here, so dropped after the test
+            url = pharmo2o_databases.fresh(enabled, extra_plugins, tmp_path, migrated=migrated)
+            own.append(url)
         data = {"database_url": url, "plugins": {"enabled": enabled}}
         for key, value in (settings or {}).items():
             node = data
@@ -157,6 +194,8 @@ def make_ctx(pharmo2o_databases, tmp_path):
     yield factory
     for ctx in made:
         ctx.dispose()
+    for url in own:
+        pharmo2o_databases.release(url)
 
 
 @pytest.fixture
