@@ -106,6 +106,10 @@ def _validate_request(ctx, session: Session, store_id, customer_id, channel, ful
         lines = []
     resolved: list[tuple[Product, int]] = []
     seen: set[int] = set()
+    wanted = {line.get("product_id") for line in lines if isinstance(line, dict)}
+    wanted = [pid for pid in wanted if isinstance(pid, int) and not isinstance(pid, bool)]
+    # one query; session.get below finds them in the identity map (held here: it keeps weak references)
+    preloaded = session.scalars(select(Product).where(Product.id.in_(wanted))).all() if len(wanted) > 1 else ()
     for i, line in enumerate(lines):
         pid = line.get("product_id") if isinstance(line, dict) else None
         qty = line.get("quantity") if isinstance(line, dict) else None
@@ -156,11 +160,16 @@ def create_order(ctx, session: Session, *, store_id: int, channel: str, fulfilme
             return existing, False
     store, _channel, resolved = _validate_request(ctx, session, store_id, customer_id, channel, fulfilment,
                                                   lines, caller, delivery_address)
+    # built in memory with its lines, allocations and adjustments, so that the hooks and the answer
+    # read them without loading them back; flushed in four units (order; lines, lots and movements;
+    # allocations; event) and updated after the hooks only when they changed something
+    subtotal = sum(product.price_fen * qty for product, qty in resolved)
     order = Order(store_id=store.id, customer_id=customer_id, channel=channel, fulfilment=fulfilment,
                   status="awaiting_payment", idempotency_key=idempotency_key, request_hash=digest,
                   extra=extra, delivery_address=delivery_address, note=note, created_by=caller.actor,
                   pickup_code=f"{secrets.randbelow(10**6):06d}" if fulfilment == "pickup" else None,
-                  hold_reasons=[])
+                  hold_reasons=[], subtotal_fen=subtotal, adjustments_fen=0, total_fen=subtotal,
+                  expires_at=utcnow() + _ttl(ctx, "awaiting_payment"), lines=[], adjustments=[])
     if idempotency_key is not None and not is_sqlite(session.get_bind()):
         try:  # a concurrent twin with the same key commits first: return its order
             with session.begin_nested():
@@ -174,20 +183,19 @@ def create_order(ctx, session: Session, *, store_id: int, channel: str, fulfilme
     else:
         session.add(order)
         session.flush()
-    subtotal = 0
-    for i, (product, qty) in enumerate(resolved):
-        line = OrderLine(order_id=order.id, product_id=product.id, quantity=qty, unit_price_fen=product.price_fen,
-                         line_total_fen=product.price_fen * qty, rx_class=product.rx_class,
-                         product_name=f"{product.generic_name} {product.specification}".strip())
-        session.add(line)
-        session.flush()
-        for lot, q in stock.reserve_fefo(ctx, session, store.id, product.id, qty, order_id=order.id,
-                                         actor=caller.actor, today=today, field=f"lines[{i}].quantity"):
-            session.add(OrderAllocation(order_line_id=line.id, lot_id=lot.id, lot_no=lot.lot_no, expiry=lot.expiry,
-                                        quantity=q))
-        subtotal += line.line_total_fen
+    for product, qty in resolved:
+        order.lines.append(OrderLine(product=product, product_id=product.id, quantity=qty,
+                                     unit_price_fen=product.price_fen, line_total_fen=product.price_fen * qty,
+                                     rx_class=product.rx_class, allocations=[],
+                                     product_name=f"{product.generic_name} {product.specification}".strip()))
+    with session.no_autoflush:  # the lines go in with the reservation's own flush, after the lots are locked
+        taken = stock.reserve_fefo_many(ctx, session, store.id, [(product.id, qty, f"lines[{i}].quantity")
+                                                                 for i, (product, qty) in enumerate(resolved)],
+                                        order_id=order.id, actor=caller.actor, today=today)
+    for line, allocations in zip(order.lines, taken):
+        for lot, q in allocations:
+            line.allocations.append(OrderAllocation(lot_id=lot.id, lot_no=lot.lot_no, expiry=lot.expiry, quantity=q))
     session.flush()
-    session.refresh(order)
     problems = [p for answer in ctx.registry.collect("order_validate", session=session, order=order, extra=extra,
                                                       caller=caller) for p in answer]
     if problems:
@@ -201,21 +209,22 @@ def create_order(ctx, session: Session, *, store_id: int, channel: str, fulfilme
         amount = adj.get("amount_fen")
         if isinstance(amount, bool) or not isinstance(amount, int):
             raise TypeError(f"price adjustment {adj!r}: amount_fen must be an integer")
-        session.add(OrderAdjustment(order_id=order.id, code=str(adj["code"]), label=str(adj.get("label", adj["code"])),
-                                    amount_fen=amount))
+        order.adjustments.append(OrderAdjustment(code=str(adj["code"]), label=str(adj.get("label", adj["code"])),
+                                                 amount_fen=amount))
         adj_total += amount
     if subtotal + adj_total < 0:
         raise ValidationFailed.one("lines", "the price adjustments exceed the order total")
-    order.subtotal_fen, order.adjustments_fen, order.total_fen = subtotal, adj_total, subtotal + adj_total
-    order.status = "awaiting_review" if holds else "awaiting_payment"
-    order.hold_reasons = list(holds)
-    order.expires_at = utcnow() + _ttl(ctx, order.status)
+    if adj_total:
+        order.adjustments_fen, order.total_fen = adj_total, subtotal + adj_total
+    if holds:
+        order.status = "awaiting_review"
+        order.hold_reasons = list(holds)
+        order.expires_at = utcnow() + _ttl(ctx, order.status)
     session.add(OrderEvent(order_id=order.id, old_status=None, new_status=order.status, actor=caller.actor,
                            reason="; ".join(holds)))
     session.flush()
     ctx.hook.order_status_changed(session=session, order=order, old_status=None, new_status=order.status,
                                   caller=caller)
-    session.refresh(order)
     return order, True
 
 

@@ -21,7 +21,7 @@ from .errors import InsufficientStock, NotFound, ValidationFailed
 from .listing import MAX_LIMIT, Page, keyset
 from .models import Product, StockLot, StockMovement, Store
 
-__all__ = ["receive", "adjust", "transfer", "reserve_fefo", "release", "sell_reserved", "return_to_stock",
+__all__ = ["receive", "adjust", "transfer", "reserve_fefo", "reserve_fefo_many", "release", "sell_reserved", "return_to_stock",
            "on_hand", "verify", "sellable", "today_utc", "list_movements", "stock_by_product", "sell_direct",
            "lock_lots", "plan_direct", "book_direct"]
 
@@ -62,14 +62,24 @@ def move(ctx, session: Session, lot: StockLot, kind: str, *, on_hand_delta: int 
          reason: str = "", order_id: int | None = None, reference: str | None = None,
          actor: str = "system") -> StockMovement:
     """Append one movement and apply it to the lot; the stock hook sees it in this transaction."""
+    movement = _movement(session, lot, kind, on_hand_delta=on_hand_delta, reserved_delta=reserved_delta,
+                         reason=reason, order_id=order_id, reference=reference, actor=actor)
+    session.flush()
+    ctx.hook.stock_movement_recorded(session=session, movement=movement)
+    return movement
+
+
+def _movement(session: Session, lot: StockLot, kind: str, *, on_hand_delta: int = 0, reserved_delta: int = 0,
+              reason: str = "", order_id: int | None = None, reference: str | None = None,
+              actor: str = "system") -> StockMovement:
+    """Apply one movement to the lot and add it to the session (not flushed: the caller flushes,
+    then calls the stock hook, as :func:`move` does for one movement)."""
     lot.on_hand += on_hand_delta
     lot.reserved += reserved_delta
     movement = StockMovement(store_id=lot.store_id, product_id=lot.product_id, lot_id=lot.id, kind=kind,
                              on_hand_delta=on_hand_delta, reserved_delta=reserved_delta, reason=reason,
                              order_id=order_id, reference=reference, actor=actor, created_at=utcnow())
     session.add(movement)
-    session.flush()
-    ctx.hook.stock_movement_recorded(session=session, movement=movement)
     return movement
 
 
@@ -160,28 +170,59 @@ def reserve_fefo(ctx, session: Session, store_id: int, product_id: int, quantity
     Raises :class:`InsufficientStock` (naming ``field``) when the sellable,
     unreserved units are not enough; expired lots are never taken.
     """
+    return reserve_fefo_many(ctx, session, store_id, [(product_id, quantity, field)], order_id=order_id,
+                             actor=actor, today=today)[0]
+
+
+def reserve_fefo_many(ctx, session: Session, store_id: int, wants: list[tuple[int, int, str]], *,
+                      order_id: int | None, actor: str,
+                      today: dt.date | None = None) -> list[list[tuple[StockLot, int]]]:
+    """Reserve several products at once (an order's lines), each FEFO as :func:`reserve_fefo` does.
+
+    ``wants`` is ``[(product_id, quantity, field), ...]``; returns, in the same order, each one's
+    ``[(lot, quantity), ...]``. One locking read takes every sellable lot of these products in
+    (product, expiry, id) order -- the same order for every order, so two orders of the same
+    products wait for each other instead of deadlocking --; the first want that cannot be served
+    raises :class:`InsufficientStock` naming its ``field``. The movements are flushed together,
+    then the stock hook is called for each, in order.
+    """
     today = today or today_utc()
+    product_ids = sorted({pid for pid, _q, _f in wants})
     lots = session.scalars(
         select(StockLot)
-        .where(StockLot.store_id == store_id, StockLot.product_id == product_id, StockLot.expiry > today,
-               StockLot.on_hand - StockLot.reserved > 0)
-        .order_by(StockLot.expiry, StockLot.id)
-        .with_for_update()).all()
-    available = sum(lot.on_hand - lot.reserved for lot in lots)
-    if available < quantity:
-        raise InsufficientStock(
-            f"only {available} sellable unit(s) of product {product_id} in store {store_id}, {quantity} asked",
-            fields=[{"field": field, "message": f"only {available} available"}], available=available)
-    taken: list[tuple[StockLot, int]] = []
-    left = quantity
+        .where(StockLot.store_id == store_id,
+               StockLot.product_id.in_(product_ids) if len(product_ids) > 1 else StockLot.product_id == product_ids[0],
+               StockLot.expiry > today, StockLot.on_hand - StockLot.reserved > 0)
+        .order_by(StockLot.product_id, StockLot.expiry, StockLot.id)
+        .with_for_update().execution_options(populate_existing=True)).all()  # locked rows read afresh
+    by_product: dict[int, list[StockLot]] = {pid: [] for pid in product_ids}
     for lot in lots:
-        if left == 0:
-            break
-        q = min(left, lot.on_hand - lot.reserved)
-        move(ctx, session, lot, "reservation", reserved_delta=q, order_id=order_id, actor=actor)
-        taken.append((lot, q))
-        left -= q
-    return taken
+        by_product[lot.product_id].append(lot)
+    result: list[list[tuple[StockLot, int]]] = []
+    movements: list[StockMovement] = []
+    for product_id, quantity, field in wants:
+        candidates = by_product[product_id]
+        available = sum(max(0, lot.on_hand - lot.reserved) for lot in candidates)
+        if available < quantity:
+            raise InsufficientStock(
+                f"only {available} sellable unit(s) of product {product_id} in store {store_id}, {quantity} asked",
+                fields=[{"field": field, "message": f"only {available} available"}], available=available)
+        taken: list[tuple[StockLot, int]] = []
+        left = quantity
+        for lot in candidates:
+            if left == 0:
+                break
+            q = min(left, lot.on_hand - lot.reserved)
+            if q <= 0:
+                continue
+            movements.append(_movement(session, lot, "reservation", reserved_delta=q, order_id=order_id, actor=actor))
+            taken.append((lot, q))
+            left -= q
+        result.append(taken)
+    session.flush()
+    for movement in movements:
+        ctx.hook.stock_movement_recorded(session=session, movement=movement)
+    return result
 
 
 def release(ctx, session: Session, lot_id: int, quantity: int, *, order_id: int | None, actor: str,
