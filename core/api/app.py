@@ -67,6 +67,15 @@ class ApiState:
         self._bodies: dict[str, type[BaseModel]] = {}
         self._adapters: dict[str, TypeAdapter] = {}
         self._openapi: dict | None = None
+        self._channels: dict[str, dict] | None = None
+
+    def sales_channels(self) -> dict[str, dict]:
+        """The sales channels by name (``register_sales_channels``), asked once: like routes,
+        they are registrations fixed when the app is built, not answers that change per request."""
+        if self._channels is None:
+            from ..orders import channels
+            self._channels = channels(self.ctx.registry)
+        return self._channels
 
     def operation_for(self, template: str | None, method: str) -> Operation | None:
         return self._ops.get((template or "", method))

@@ -8,6 +8,7 @@ worker.
 """
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 
@@ -51,7 +52,9 @@ class PharmoApplication(BaseApplication):
     def load(self):
         # called in each worker after the fork (preload_app is off): its own engine and registry
         from .app import create_app
-        return create_app(Context.create(load_config(self.config_path)))
+        app = create_app(Context.create(load_config(self.config_path)))
+        gc.freeze()  # what start-up built lives as long as the worker: keep it out of every collection
+        return app
 
 
 def serve(config_path: str | None, bind: str, workers: int, *, timeout: int | None = None,

@@ -6,6 +6,7 @@ and the ``PHARMO2O_*`` environment variables.
 """
 from __future__ import annotations
 
+import gc
 import os
 
 from ..config import load_config
@@ -22,3 +23,4 @@ def make_app(config_path: str | None = None):
 
 
 application = make_app()
+gc.freeze()  # what start-up built lives as long as the worker: keep it out of every collection
