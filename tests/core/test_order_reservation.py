@@ -9,6 +9,7 @@ from core import orders, stock
 from core.auth import Caller
 from core.errors import InsufficientStock
 from core.models import Order, OrderAllocation, OrderLine, StockLot, StockMovement
+from core.testing import run_threads, wide_context
 
 from .factories import customer, make_plugin, product, receive, store
 
@@ -123,4 +124,35 @@ def test_lots_read_before_the_lock_are_read_again_under_it(ctx):
             stock.reserve_fefo(ctx, s, sid, p0, 2, order_id=None, actor="t")
         assert err.value.extra["available"] == 1
     with ctx.session() as s:
+        assert stock.verify(s) == []
+
+
+def test_orders_of_the_same_products_in_opposite_orders_never_deadlock(ctx):
+    """Every order locks its lots in (product, expiry) order whatever the order of its lines: two
+    checkouts of A+B and B+A wait for each other, never deadlock (PostgreSQL would break one)."""
+    with ctx.transaction() as s:
+        st, c = store(s), customer(s)
+        a, b = product(s), product(s)
+        for p in (a, b):
+            receive(ctx, s, st.id, p.id, 100, days=50)
+            receive(ctx, s, st.id, p.id, 100, days=90)
+        sid, cid, ids = st.id, c.id, (a.id, b.id)
+    wide = wide_context(ctx, 20)
+
+    def checkout(i):
+        first, second = ids if i % 2 else ids[::-1]
+        with wide.transaction() as s:
+            order, _ = orders.create_order(wide, s, store_id=sid, customer_id=cid, channel="store",
+                                           fulfilment="pickup", caller=CLERK,
+                                           lines=[{"product_id": first, "quantity": 3},
+                                                  {"product_id": second, "quantity": 4}])
+            return order.id
+
+    try:
+        ok, errors = run_threads(20, checkout)
+    finally:
+        wide.dispose()
+    assert errors == [] and len(ok) == 20
+    with ctx.session() as s:
+        assert sum(lot.reserved for lot in s.scalars(select(StockLot))) == 20 * 7
         assert stock.verify(s) == []
