@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 from .seed import seed_world
 
@@ -23,7 +24,9 @@ def test_lots_are_listed_by_expiry_with_expired_and_near_expiry_highlighted(live
     assert "expired" in lot_row(c, "VC-EXPIRED").get_attribute("class")
     assert lot_row(c, "VC-EXPIRED").locator(".badge.expired").inner_text() == "expired"
     assert "expiring" in lot_row(c, "IBU-NEAR").get_attribute("class")
-    assert "45 d left" in lot_row(c, "IBU-NEAR").inner_text()
+    # seeded 45 days after the machine's date; the page counts from the date in Shanghai (the browser's zone)
+    left = 45 - (dt.datetime.now(ZoneInfo("Asia/Shanghai")).date() - dt.date.today()).days
+    assert f"{left} d left" in lot_row(c, "IBU-NEAR").inner_text()
     assert lot_row(c, "IBU-2027A").get_attribute("class") == ""
     lots = c.page.eval_on_selector_all("tr[data-product] td:nth-last-child(7)", "els => els.map(e => e.textContent)")
     assert lots.index("IBU-NEAR") < lots.index("IBU-2027A")  # first expiring first
