@@ -33,6 +33,14 @@ def test_malformed_json_is_400(api):
     assert_problem(r, 400, "malformed-json")
 
 
+def test_a_whitespace_body_is_malformed_json_not_an_empty_change(api):
+    store = api.post("/api/v1/stores", json={"code": "WS1", "name": "一店"}).json
+    for body in (" ", "\n", "\t \r\n"):  # found by the API fuzzer: PATCH with " " answered 200
+        r = api.patch(f"/api/v1/stores/{store['id']}", body=body)
+        assert_problem(r, 400, "malformed-json")
+    assert api.patch(f"/api/v1/stores/{store['id']}").status_code == 200  # no body: nothing to change
+
+
 def test_non_object_body_is_422(api):
     r = api.post("/api/v1/stores", json=[1, 2])
     assert_problem(r, 422, "validation")
