@@ -17,7 +17,8 @@ from alembic.script import ScriptDirectory
 
 from .errors import PluginError
 
-__all__ = ["alembic_config", "upgrade", "downgrade_plugin", "current_heads", "branch_heads", "ALEMBIC_DIR"]
+__all__ = ["alembic_config", "upgrade", "downgrade_plugin", "current_heads", "branch_heads", "ALEMBIC_DIR",
+           "add_append_only_guards", "drop_append_only_guards"]
 
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
 
@@ -123,3 +124,36 @@ def current_branches(ctx, conn=None) -> set[str]:
         return read(conn)
     with ctx.engine.connect() as c:
         return read(c)
+
+
+# ------------------------------------------------------------------ for migration scripts
+
+def add_append_only_guards(op, table: str) -> None:
+    """In a migration (``op`` is ``alembic.op``): make ``table`` append-only in the database itself.
+
+    Row triggers refuse UPDATE and DELETE (PostgreSQL and SQLite) and a statement trigger
+    refuses TRUNCATE (PostgreSQL); dropping the table (a plugin purge) is not affected. On
+    PostgreSQL it uses the core's ``pharmo2o_append_only()``: the revision must depend on
+    ``core_0001``.
+    """
+    dialect = op.get_bind().dialect.name
+    if dialect == "postgresql":
+        op.execute(f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+                   f"FOR EACH ROW EXECUTE FUNCTION pharmo2o_append_only()")
+        op.execute(f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                   f"FOR EACH STATEMENT EXECUTE FUNCTION pharmo2o_append_only()")
+    elif dialect == "sqlite":
+        for event in ("UPDATE", "DELETE"):
+            op.execute(f"CREATE TRIGGER {table}_no_{event.lower()} BEFORE {event} ON {table} "
+                       f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END")
+
+
+def drop_append_only_guards(op, table: str) -> None:
+    """The downgrade of :func:`add_append_only_guards`."""
+    dialect = op.get_bind().dialect.name
+    if dialect == "postgresql":
+        op.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
+        op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
+    elif dialect == "sqlite":
+        for event in ("update", "delete"):
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_{event}")

@@ -11,6 +11,8 @@ Create Date: 2026-11-25
 """
 from alembic import op
 
+from core.migrations import add_append_only_guards, drop_append_only_guards
+
 revision = "loyalty_0003"
 down_revision = "loyalty_0002"
 branch_labels = None
@@ -20,23 +22,8 @@ TABLE = "loyalty_ledger"
 
 
 def upgrade() -> None:
-    dialect = op.get_bind().dialect.name
-    if dialect == "postgresql":
-        op.execute(f"CREATE TRIGGER {TABLE}_append_only BEFORE UPDATE OR DELETE ON {TABLE} "
-                   f"FOR EACH ROW EXECUTE FUNCTION pharmo2o_append_only()")
-        op.execute(f"CREATE TRIGGER {TABLE}_no_truncate BEFORE TRUNCATE ON {TABLE} "
-                   f"FOR EACH STATEMENT EXECUTE FUNCTION pharmo2o_append_only()")
-    elif dialect == "sqlite":
-        for event in ("UPDATE", "DELETE"):
-            op.execute(f"CREATE TRIGGER {TABLE}_no_{event.lower()} BEFORE {event} ON {TABLE} "
-                       f"BEGIN SELECT RAISE(ABORT, '{TABLE} is append-only'); END")
+    add_append_only_guards(op, TABLE)
 
 
 def downgrade() -> None:
-    dialect = op.get_bind().dialect.name
-    if dialect == "postgresql":
-        op.execute(f"DROP TRIGGER IF EXISTS {TABLE}_no_truncate ON {TABLE}")
-        op.execute(f"DROP TRIGGER IF EXISTS {TABLE}_append_only ON {TABLE}")
-    elif dialect == "sqlite":
-        for event in ("update", "delete"):
-            op.execute(f"DROP TRIGGER IF EXISTS {TABLE}_no_{event}")
+    drop_append_only_guards(op, TABLE)
