@@ -25,6 +25,15 @@ def _fake_wechat(appid: str):
     return FakeWeChat(appid=appid, secret=SECRET, mch_id=MCH_ID, api_key=API_KEY).start()
 
 
+@pytest.fixture
+def fake():
+    """A fake WeChat on 127.0.0.1 for the account of ``tests.plugins.wechat_channel.helpers``."""
+    from tests.plugins.wechat_channel.helpers import APPID
+    server = _fake_wechat(APPID)
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="module", params=KINDS)
 def deployment(request, pharmo2o_databases, tmp_path_factory):
     """A started :class:`deployment.Deployment` (all four plugins, PostgreSQL, Redis, fake WeChat)."""

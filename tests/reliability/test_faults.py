@@ -32,19 +32,10 @@ from core.testing import Shop, backend, build_api_client
 from plugins.pos_sync import devices
 from tests.core.factories import ADMIN
 from tests.plugins.pos_sync.helpers import FAST, sale
-from tests.plugins.wechat_channel.fake_wechat import FakeWeChat
-from tests.plugins.wechat_channel.helpers import API_KEY, APPID, MCH_ID, SECRET
 from tests.plugins.wechat_channel.helpers import settings as wechat_settings
 
 ALL = ["prescription_review", "loyalty", "pos_sync", "wechat_channel"]
 PG = backend() == "postgresql"
-
-
-@pytest.fixture
-def fake():
-    server = FakeWeChat(appid=APPID, secret=SECRET, mch_id=MCH_ID, api_key=API_KEY).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

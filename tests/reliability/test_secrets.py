@@ -34,20 +34,12 @@ from core.testing import TEST_PASSWORD, free_port, run_jobs
 from plugins.pos_sync.models import PosDevice
 from plugins.wechat_channel.models import LoginCode, OAuthState
 from tests.plugins.prescription_review.helpers import JPEG, form, rx_fields
-from tests.plugins.wechat_channel.fake_wechat import FakeWeChat
-from tests.plugins.wechat_channel.helpers import AES_KEY, API_KEY, APPID, MCH_ID, SECRET, TOKEN
+from tests.plugins.wechat_channel.helpers import AES_KEY, API_KEY, SECRET, TOKEN
 from tests.plugins.wechat_channel.helpers import settings as wechat_settings
 
 from .hostile_support import ALL_PLUGINS, resident_id
 
 SHA256_HEX = 64
-
-
-@pytest.fixture
-def fake():
-    server = FakeWeChat(appid=APPID, secret=SECRET, mch_id=MCH_ID, api_key=API_KEY).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
