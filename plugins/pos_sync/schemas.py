@@ -8,6 +8,7 @@ from pydantic import AwareDatetime, Field
 from core.api.schemas import Body, Out, PageQuery, Query, page_of
 
 from .catalog import DEFAULT_PAGE, MAX_PAGE
+from .models import FLAG_KINDS
 from .sales import MAX_BATCH, MAX_QUEUED, PAYMENT_METHODS
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
@@ -192,7 +193,7 @@ class ReviewQuery(PageQuery):
 
 
 class FlagQuery(ReviewQuery):
-    kind: str | None = None
+    kind: Literal[FLAG_KINDS] | None = None  # type: ignore[valid-type]  # an unknown kind is a 422, not an empty list
 
 
 class NoteBody(Body):

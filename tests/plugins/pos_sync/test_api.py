@@ -140,6 +140,8 @@ def test_terminal_authentication_failures(pos):
     assert r.status_code == 403 and r.json["type"].endswith("/pos-device-refused") and "re-register" in r.json["detail"]
     flags = pos.get("/api/v1/pos/flags", role="store_manager", params={"kind": "database_mismatch"}).json["items"]
     assert len(flags) == 1
+    unknown = pos.get("/api/v1/pos/flags", role="store_manager", params={"kind": "2.6e+16"})
+    assert unknown.status_code == 422 and unknown.json["errors"][0]["field"] == "kind"  # not an empty list
     reviewed = pos.post(f"/api/v1/pos/flags/{flags[0]['id']}/review", role="store_manager", json={"note": "ok"})
     assert reviewed.status_code == 200 and reviewed.json["reviewed_at"]
     dev_id = pos.get("/api/v1/pos/devices").json["items"][0]["id"]
