@@ -90,8 +90,27 @@ _HTTP_SLUGS = {
 }
 
 
+#: the most of a refused (413) body read and thrown away before answering
+DRAIN_LIMIT = 32 * 1024 * 1024
+
+
+def _drain(req: falcon.Request) -> None:
+    """Read what is left of a refused body (up to :data:`DRAIN_LIMIT`), so the worker does not
+    close a socket holding unread data: that close is a TCP reset, and a proxy still sending
+    the body (nginx) would lose the 413 and answer 502 instead."""
+    if req.content_length is None or req.content_length > DRAIN_LIMIT:
+        return
+    try:
+        while req.bounded_stream.read(64 * 1024):
+            pass
+    except Exception:  # noqa: BLE001 - the client went away: nothing left to protect
+        pass
+
+
 def _render(req: falcon.Request, resp: falcon.Response, status: int, body: dict[str, Any],
             headers: dict[str, str] | None = None) -> None:
+    if status == 413:
+        _drain(req)
     request_id = getattr(req.context, "request_id", None)
     if request_id:
         body.setdefault("request_id", request_id)
