@@ -20,7 +20,7 @@ DEFAULT_FILE = "pharmo2o.toml"
 DEFAULT_DATABASE_URL = "sqlite:///pharmo2o.db"
 ENV_PREFIX = "PHARMO2O_"
 
-__all__ = ["Config", "load_config", "ConfigError"]
+__all__ = ["Config", "load_config", "ConfigError", "SectionCache"]
 
 
 class ConfigError(Exception):
@@ -110,3 +110,29 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, s
                 raise ConfigError(f"{key}: {part!r} is not a table in {cfg_path}")
         node[parts[-1]] = value if parts[-1].endswith("url") else _coerce(value)
     return Config(path=cfg_path, data=data, env_plugins=env_plugins)
+
+
+class SectionCache:
+    """A plugin's checked settings, parsed once per distinct content of its ``[section]``.
+
+    ``settings_of = SectionCache("loyalty", parse)``; ``settings_of(config)`` returns
+    ``parse(config.section("loyalty"))``, cached by the section's content (at most 64
+    variants: tests make many). ``on_new(settings)`` runs once per newly parsed value.
+    """
+
+    def __init__(self, section: str, parse, on_new=None, size: int = 64) -> None:
+        self.section, self.parse, self.on_new, self.size = section, parse, on_new, size
+        self._cache: dict[str, Any] = {}
+
+    def __call__(self, config: "Config") -> Any:
+        section = config.section(self.section)
+        key = repr(sorted(section.items(), key=lambda kv: kv[0]))
+        found = self._cache.get(key)
+        if found is None:
+            found = self.parse(section)
+            if len(self._cache) > self.size:
+                self._cache.clear()
+            self._cache[key] = found
+            if self.on_new is not None:
+                self.on_new(found)
+        return found

@@ -17,7 +17,7 @@ import falcon
 from ..errors import NotFound
 from .pages import PAGE_ID, asset_root, collect_pages
 
-__all__ = ["mount", "SECURITY_HEADERS", "CONTENT_TYPES"]
+__all__ = ["mount", "send_static", "SECURITY_HEADERS", "CONTENT_TYPES"]
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -35,7 +35,8 @@ CONTENT_TYPES = {
 MAX_ASSET_BYTES = 2 * 1024 * 1024
 
 
-def _send(req: falcon.Request, resp: falcon.Response, path: Path, *, cache: str = "no-cache") -> None:
+def send_static(req: falcon.Request, resp: falcon.Response, path: Path, *, cache: str = "no-cache") -> None:
+    """A static file with the security headers, ``Cache-Control: cache`` and an ETag (304 when it matches)."""
     data = path.read_bytes()
     etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
     for name, value in SECURITY_HEADERS.items():
@@ -70,7 +71,7 @@ class Shell:
     def on_get(self, req, resp, page: str | None = None):
         if page is not None and not PAGE_ID.match(page):
             raise NotFound(f"no console page {page!r}")
-        _send(req, resp, self.index, cache="no-store")
+        send_static(req, resp, self.index, cache="no-store")
 
 
 class CoreAssets:
@@ -78,7 +79,7 @@ class CoreAssets:
         self.static = static
 
     def on_get(self, req, resp, filepath: str):
-        _send(req, resp, _asset(self.static, filepath))
+        send_static(req, resp, _asset(self.static, filepath))
 
 
 class PluginAssets:
@@ -90,7 +91,7 @@ class PluginAssets:
     def on_get(self, req, resp, plugin: str, filepath: str):
         if not self.registry.is_enabled(plugin):
             raise NotFound(f"no enabled plugin {plugin!r}")
-        _send(req, resp, _asset(asset_root(self.registry, plugin), filepath))
+        send_static(req, resp, _asset(asset_root(self.registry, plugin), filepath))
 
 
 def mount(app: falcon.App, ctx) -> None:

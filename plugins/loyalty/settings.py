@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from core.config import SectionCache
 
 __all__ = ["Settings", "Tier", "settings_of", "registry_for", "SettingsError"]
 
@@ -167,20 +168,8 @@ def parse(section: dict[str, Any]) -> Settings:
     return Settings(**kw)
 
 
-_cache: dict[str, Settings] = {}
-
-
-def settings_of(config) -> Settings:
-    """The checked settings of ``config`` (a :class:`core.config.Config`), cached by content."""
-    section = config.section("loyalty")
-    key = repr(sorted(section.items(), key=lambda kv: kv[0]))
-    found = _cache.get(key)
-    if found is None:
-        found = parse(section)
-        if len(_cache) > 64:
-            _cache.clear()
-        _cache[key] = found
-    return found
+#: the checked settings of a :class:`core.config.Config`, cached by content
+settings_of = SectionCache("loyalty", parse)
 
 
 def registry_for(session):

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.config import SectionCache
+
 __all__ = ["Settings", "SettingsError", "settings_of", "FORM_OVERHEAD_BYTES"]
 
 #: room for the text fields and multipart framing around the document itself
@@ -83,17 +85,5 @@ def parse(section: dict[str, Any]) -> Settings:
     return Settings(**kw)
 
 
-_cache: dict[str, Settings] = {}
-
-
-def settings_of(config) -> Settings:
-    """The checked settings of ``config`` (a :class:`core.config.Config`), cached by content."""
-    section = config.section("prescription_review")
-    key = repr(sorted(section.items(), key=lambda kv: kv[0]))
-    found = _cache.get(key)
-    if found is None:
-        found = parse(section)
-        if len(_cache) > 64:
-            _cache.clear()
-        _cache[key] = found
-    return found
+#: the checked settings of a :class:`core.config.Config`, cached by content
+settings_of = SectionCache("prescription_review", parse)

@@ -33,7 +33,7 @@ from core.api.resources.auth import client_address
 from core.api.resources.common import ID, V1
 from core.api.schemas import Out
 from core.catalog import RX_NOTICE
-from core.console.web import CONTENT_TYPES, SECURITY_HEADERS
+from core.console.web import CONTENT_TYPES, SECURITY_HEADERS, send_static
 from core.errors import NotFound
 from core.models import Customer
 from core.orders import get_order
@@ -362,26 +362,11 @@ class Status:
                                   "pay": s.pay_missing, "refund": s.refund_missing}}
 
 
-def _send(req, resp, path: Path, cache: str) -> None:
-    import hashlib
-    data = path.read_bytes()
-    etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
-    for name, value in SECURITY_HEADERS.items():
-        resp.set_header(name, value)
-    resp.set_header("Cache-Control", cache)
-    resp.set_header("ETag", etag)
-    if req.get_header("If-None-Match") == etag:
-        resp.status = 304
-        return
-    resp.content_type = CONTENT_TYPES[path.suffix]
-    resp.data = data
-
-
 class H5Page:
     @operation("wechat.h5", public=True, tags=TAGS, summary="The H5 shop (a single page)",
                extra={"x-content-type": HTML, "responses": {304: {"description": "Not modified (ETag)"}}})
     def on_get(self, req, resp):
-        _send(req, resp, H5_ROOT / "index.html", "no-store")
+        send_static(req, resp, H5_ROOT / "index.html", cache="no-store")
 
 
 class H5Asset:
@@ -396,7 +381,7 @@ class H5Asset:
         if any(p in ("", ".", "..") or p.startswith(".") for p in parts) or H5_ROOT not in path.parents \
                 or path.suffix not in CONTENT_TYPES or not path.is_file():
             raise NotFound(f"no H5 file {filepath!r}")
-        _send(req, resp, path, "no-cache")
+        send_static(req, resp, path, cache="no-cache")
 
 
 def routes() -> list[tuple[str, object]]:

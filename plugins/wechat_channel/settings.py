@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from core.config import SectionCache
+
 __all__ = ["Settings", "SettingsError", "settings_of", "parse", "TEMPLATE_EVENTS", "SECRET_KEYS",
            "DEFAULT_API_BASE", "DEFAULT_PAY_API_BASE", "DEFAULT_OAUTH_BASE"]
 
@@ -210,19 +212,10 @@ def parse(section: dict[str, Any]) -> Settings:
     return Settings(**kw)
 
 
-_cache: dict[str, Settings] = {}
+def _redact(found: Settings) -> None:
+    from .sdk import install_redaction
+    install_redaction(found.secrets())
 
 
-def settings_of(config) -> Settings:
-    """The checked settings of ``config`` (a :class:`core.config.Config`), cached by content."""
-    section = config.section("wechat")
-    key = repr(sorted(section.items(), key=lambda kv: kv[0]))
-    found = _cache.get(key)
-    if found is None:
-        found = parse(section)
-        if len(_cache) > 64:
-            _cache.clear()
-        _cache[key] = found
-        from .sdk import install_redaction
-        install_redaction(found.secrets())
-    return found
+#: the checked settings of a :class:`core.config.Config`, cached by content
+settings_of = SectionCache("wechat", parse, on_new=_redact)
