@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from . import audit, catalog, stock
 from .auth import Caller
@@ -108,12 +109,16 @@ def _validate_request(ctx, session: Session, store_id, customer_id, channel, ful
     seen: set[int] = set()
     wanted = {line.get("product_id") for line in lines if isinstance(line, dict)}
     wanted = [pid for pid in wanted if isinstance(pid, int) and not isinstance(pid, bool)]
-    # one query; session.get below finds them in the identity map (held here: it keeps weak references)
-    preloaded = session.scalars(select(Product).where(Product.id.in_(wanted))).all() if len(wanted) > 1 else ()
+    # the products the session does not hold yet, in one query (a POS chunk holds most of them already)
+    products = {pid: p for pid in wanted if (p := session.identity_map.get(identity_key(Product, pid))) is not None}
+    missing = [pid for pid in wanted if pid not in products]
+    if len(missing) > 1:
+        products.update((p.id, p) for p in session.scalars(select(Product).where(Product.id.in_(missing))))
     for i, line in enumerate(lines):
         pid = line.get("product_id") if isinstance(line, dict) else None
         qty = line.get("quantity") if isinstance(line, dict) else None
-        product = session.get(Product, pid) if isinstance(pid, int) and not isinstance(pid, bool) else None
+        product = (products.get(pid) or session.get(Product, pid)) \
+            if isinstance(pid, int) and not isinstance(pid, bool) else None
         if product is None or not product.active:
             errors.append({"field": f"lines[{i}].product_id", "message": f"product {pid!r} does not exist or is inactive"})
             continue
