@@ -253,17 +253,21 @@ def on_hand(session: Session, store_id: int, product_id: int | None = None) -> l
 
 
 def verify(session: Session) -> list[dict]:
-    """Lots whose counters differ from the sum of their movements (empty when consistent)."""
-    sums = {row.lot_id: (row.oh, row.rs) for row in session.execute(
-        select(StockMovement.lot_id, func.sum(StockMovement.on_hand_delta).label("oh"),
-               func.sum(StockMovement.reserved_delta).label("rs")).group_by(StockMovement.lot_id))}
-    bad = []
-    for lot in session.scalars(select(StockLot)):
-        oh, rs = sums.get(lot.id, (0, 0))
-        if (lot.on_hand, lot.reserved) != (int(oh or 0), int(rs or 0)):
-            bad.append({"lot_id": lot.id, "on_hand": lot.on_hand, "reserved": lot.reserved,
-                        "movements_on_hand": int(oh or 0), "movements_reserved": int(rs or 0)})
-    return bad
+    """Lots whose counters differ from the sum of their movements (empty when consistent).
+
+    One statement, so one snapshot: under READ COMMITTED two (movements, then lots) would
+    each see a different moment, and sales committed in between would look like a mismatch.
+    """
+    sums = (select(StockMovement.lot_id, func.sum(StockMovement.on_hand_delta).label("oh"),
+                   func.sum(StockMovement.reserved_delta).label("rs"))
+            .group_by(StockMovement.lot_id).subquery())
+    rows = session.execute(
+        select(StockLot.id, StockLot.on_hand, StockLot.reserved,
+               func.coalesce(sums.c.oh, 0).label("oh"), func.coalesce(sums.c.rs, 0).label("rs"))
+        .outerjoin(sums, sums.c.lot_id == StockLot.id).order_by(StockLot.id))
+    return [{"lot_id": r.id, "on_hand": r.on_hand, "reserved": r.reserved,
+             "movements_on_hand": int(r.oh), "movements_reserved": int(r.rs)}
+            for r in rows if (r.on_hand, r.reserved) != (int(r.oh), int(r.rs))]
 
 
 def list_movements(session: Session, store_id: int, *, product_id: int | None = None, kind: str | None = None,
