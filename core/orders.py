@@ -18,14 +18,15 @@ import json
 import secrets
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, insert, select, true
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from . import audit, catalog, stock
 from .auth import Caller
-from .db import is_sqlite, utcnow
+from .db import utcnow
 from .errors import (Conflict, DomainError, Forbidden, IdempotencyConflict, IllegalTransition, NotFound,
                      ValidationFailed)
 from .listing import Page, keyset
@@ -81,14 +82,35 @@ def _ttl(ctx, status: str) -> dt.timedelta:
     return dt.timedelta(minutes=int(ctx.setting("orders.unpaid_ttl_minutes", 30)))
 
 
+# built once (construction and cache key): the order path runs them on every order
+_STORE_AND_CUSTOMER = (select(Store, Customer).join(Customer, true())
+                       .where(Store.id == bindparam("store_id"), Customer.id == bindparam("customer_id")))
+_PRODUCTS = select(Product).where(Product.id.in_(bindparam("ids", expanding=True)))
+_INSERT_EVENT = insert(OrderEvent.__table__)
+_INSERT_ORDER = {
+    "postgresql": postgresql.insert(Order.__table__).on_conflict_do_nothing(
+        index_elements=[Order.__table__.c.idempotency_key]).returning(Order.__table__.c.id),
+    "sqlite": sqlite.insert(Order.__table__).on_conflict_do_nothing(
+        index_elements=[Order.__table__.c.idempotency_key]).returning(Order.__table__.c.id),
+    None: insert(Order.__table__).returning(Order.__table__.c.id),
+}
+
+
 def _validate_request(ctx, session: Session, store_id, customer_id, channel, fulfilment, lines, caller,
                       delivery_address) -> tuple[Store, dict, list[tuple[Product, int]]]:
     errors: list[dict] = []
-    store = session.get(Store, store_id) if isinstance(store_id, int) and not isinstance(store_id, bool) else None
+    store_ok = isinstance(store_id, int) and not isinstance(store_id, bool)
+    customer_ok = isinstance(customer_id, int) and not isinstance(customer_id, bool)
+    if store_ok and customer_ok and session.identity_map.get(identity_key(Store, store_id)) is None \
+            and session.identity_map.get(identity_key(Customer, customer_id)) is None:
+        # both in one round trip (a row only when both exist; the get()s below then find them loaded,
+        # the identity map holding them while this reference lives)
+        _loaded = session.execute(_STORE_AND_CUSTOMER, {"store_id": store_id, "customer_id": customer_id}).first()
+    store = session.get(Store, store_id) if store_ok else None
     if store is None or not store.active:
         errors.append({"field": "store_id", "message": f"store {store_id!r} does not exist or is closed"})
     if customer_id is not None:
-        if isinstance(customer_id, bool) or not isinstance(customer_id, int) or session.get(Customer, customer_id) is None:
+        if not customer_ok or session.get(Customer, customer_id) is None:
             errors.append({"field": "customer_id", "message": f"customer {customer_id!r} does not exist"})
     if caller.role == "customer" and customer_id != caller.customer_id:
         raise Forbidden("a customer may only place orders for themself")
@@ -113,7 +135,7 @@ def _validate_request(ctx, session: Session, store_id, customer_id, channel, ful
     products = {pid: p for pid in wanted if (p := session.identity_map.get(identity_key(Product, pid))) is not None}
     missing = [pid for pid in wanted if pid not in products]
     if len(missing) > 1:
-        products.update((p.id, p) for p in session.scalars(select(Product).where(Product.id.in_(missing))))
+        products.update((p.id, p) for p in session.scalars(_PRODUCTS, {"ids": missing}))
     for i, line in enumerate(lines):
         pid = line.get("product_id") if isinstance(line, dict) else None
         qty = line.get("quantity") if isinstance(line, dict) else None
@@ -152,6 +174,12 @@ def create_order(ctx, session: Session, *, store_id: int, channel: str, fulfilme
     Returns ``(order, created)``; with an ``idempotency_key`` already used for
     the same content, the existing order and ``False``; for other content,
     :class:`IdempotencyConflict`.
+
+    The rows are written set-based, without the unit of work (the order with ``INSERT ... ON
+    CONFLICT (idempotency_key) DO NOTHING``, its lines, the reservation, the allocations: one
+    statement each), and the order is left in the session as a flush would leave it, with its lines
+    and allocations loaded, so that the hooks and the answer read it without loading it back; a
+    change the hooks make to it (a hold, price adjustments) is flushed as usual.
     """
     extra = dict(extra or {})
     request = {"store_id": store_id, "customer_id": customer_id, "channel": channel, "fulfilment": fulfilment,
@@ -160,47 +188,53 @@ def create_order(ctx, session: Session, *, store_id: int, channel: str, fulfilme
     if idempotency_key is not None:
         if not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200:
             raise ValidationFailed.one("Idempotency-Key", "must be 1 to 200 characters")
-        existing = _by_key(session, idempotency_key, digest)
-        if existing is not None:
-            return existing, False
-    store, _channel, resolved = _validate_request(ctx, session, store_id, customer_id, channel, fulfilment,
-                                                  lines, caller, delivery_address)
-    # built in memory with its lines, allocations and adjustments, so that the hooks and the answer
-    # read them without loading them back; flushed in four units (order; lines, lots and movements;
-    # allocations; event) and updated after the hooks only when they changed something
-    subtotal = sum(product.price_fen * qty for product, qty in resolved)
-    order = Order(store_id=store.id, customer_id=customer_id, channel=channel, fulfilment=fulfilment,
-                  status="awaiting_payment", idempotency_key=idempotency_key, request_hash=digest,
-                  extra=extra, delivery_address=delivery_address, note=note, created_by=caller.actor,
-                  pickup_code=f"{secrets.randbelow(10**6):06d}" if fulfilment == "pickup" else None,
-                  hold_reasons=[], subtotal_fen=subtotal, adjustments_fen=0, total_fen=subtotal,
-                  expires_at=utcnow() + _ttl(ctx, "awaiting_payment"), lines=[], adjustments=[])
-    if idempotency_key is not None and not is_sqlite(session.get_bind()):
-        try:  # a concurrent twin with the same key commits first: return its order
-            with session.begin_nested():
-                session.add(order)
-                session.flush()
-        except IntegrityError:
+    try:
+        store, _channel, resolved = _validate_request(ctx, session, store_id, customer_id, channel, fulfilment,
+                                                      lines, caller, delivery_address)
+    except DomainError:
+        # a retry of an order placed before gets that order even if it would not pass now (a product
+        # since deactivated, ...): the key is looked up here, on the refusal, not before every order
+        if idempotency_key is not None:
             existing = _by_key(session, idempotency_key, digest)
-            if existing is None:
-                raise
-            return existing, False
-    else:
-        session.add(order)
-        session.flush()
-    for product, qty in resolved:
-        order.lines.append(OrderLine(product=product, product_id=product.id, quantity=qty,
-                                     unit_price_fen=product.price_fen, line_total_fen=product.price_fen * qty,
-                                     rx_class=product.rx_class, allocations=[],
-                                     product_name=f"{product.generic_name} {product.specification}".strip()))
-    with session.no_autoflush:  # the lines go in with the reservation's own flush, after the lots are locked
-        taken = stock.reserve_fefo_many(ctx, session, store.id, [(product.id, qty, f"lines[{i}].quantity")
-                                                                 for i, (product, qty) in enumerate(resolved)],
-                                        order_id=order.id, actor=caller.actor, today=today)
-    for line, allocations in zip(order.lines, taken):
-        for lot, q in allocations:
-            line.allocations.append(OrderAllocation(lot_id=lot.id, lot_no=lot.lot_no, expiry=lot.expiry, quantity=q))
-    session.flush()
+            if existing is not None:
+                return existing, False
+        raise
+    now = utcnow()
+    subtotal = sum(product.price_fen * qty for product, qty in resolved)
+    values = {"store_id": store.id, "customer_id": customer_id, "channel": channel, "fulfilment": fulfilment,
+              "status": "awaiting_payment", "subtotal_fen": subtotal, "adjustments_fen": 0, "total_fen": subtotal,
+              "idempotency_key": idempotency_key, "request_hash": digest,
+              "pickup_code": f"{secrets.randbelow(10**6):06d}" if fulfilment == "pickup" else None,
+              "hold_reasons": [], "extra": extra, "delivery_address": delivery_address, "payment_provider": None,
+              "payment_reference": None, "note": note, "expires_at": now + _ttl(ctx, "awaiting_payment"),
+              "created_by": caller.actor, "created_at": now, "updated_at": now, "paid_at": None}
+    order_id = _insert_order(session, values)
+    if order_id is None:  # the key is taken: a retry, or a concurrent twin that committed first
+        existing = _by_key(session, idempotency_key, digest)
+        if existing is None:
+            raise Conflict(f"Idempotency-Key {idempotency_key!r} is in use; retry")
+        return existing, False
+    line_rows = [{"order_id": order_id, "product_id": product.id, "quantity": qty, "unit_price_fen": product.price_fen,
+                  "line_total_fen": product.price_fen * qty, "rx_class": product.rx_class,
+                  "product_name": f"{product.generic_name} {product.specification}".strip()}
+                 for product, qty in resolved]
+    order = Order(id=order_id, **values, lines=[], adjustments=[])
+    for (product, _qty), line_id, row in zip(resolved, stock.insert_rows(session, OrderLine, line_rows), line_rows):
+        order.lines.append(OrderLine(id=line_id, product=product, allocations=[], **row))
+    stock.adopt(session, [order, *order.lines])
+    taken = stock.reserve_fefo_many(ctx, session, store.id, [(product.id, qty, f"lines[{i}].quantity")
+                                                             for i, (product, qty) in enumerate(resolved)],
+                                    order_id=order_id, actor=caller.actor, today=today)
+    alloc_rows = [(line, {"order_line_id": line.id, "lot_id": lot.id, "lot_no": lot.lot_no, "expiry": lot.expiry,
+                          "quantity": q})
+                  for line, allocations in zip(order.lines, taken) for lot, q in allocations]
+    alloc_ids = stock.insert_rows(session, OrderAllocation, [row for _line, row in alloc_rows])
+    by_line: dict[OrderLine, list[OrderAllocation]] = {line: [] for line in order.lines}
+    for (line, row), alloc_id in zip(alloc_rows, alloc_ids):
+        by_line[line].append(OrderAllocation(id=alloc_id, **row))
+    stock.adopt(session, [a for allocations in by_line.values() for a in allocations])
+    for line, allocations in by_line.items():
+        set_committed_value(line, "allocations", allocations)
     problems = [p for answer in ctx.registry.collect("order_validate", session=session, order=order, extra=extra,
                                                       caller=caller) for p in answer]
     if problems:
@@ -225,12 +259,21 @@ def create_order(ctx, session: Session, *, store_id: int, channel: str, fulfilme
         order.status = "awaiting_review"
         order.hold_reasons = list(holds)
         order.expires_at = utcnow() + _ttl(ctx, order.status)
-    session.add(OrderEvent(order_id=order.id, old_status=None, new_status=order.status, actor=caller.actor,
-                           reason="; ".join(holds)))
-    session.flush()
+    session.flush()  # what the hooks changed (the order held, its adjustments), if anything
+    session.connection().execute(_INSERT_EVENT, {
+        "order_id": order.id, "old_status": None, "new_status": order.status, "actor": caller.actor,
+        "reason": "; ".join(holds), "created_at": utcnow()})
     ctx.hook.order_status_changed(session=session, order=order, old_status=None, new_status=order.status,
                                   caller=caller)
     return order, True
+
+
+def _insert_order(session: Session, values: dict) -> int | None:
+    """INSERT the order row and return its id; ``None`` when its idempotency key is already taken
+    (``ON CONFLICT DO NOTHING``: on PostgreSQL a concurrent twin's uncommitted row is waited for, and
+    its key counts as taken only if it commits). No SAVEPOINT, and no read before the write."""
+    dialect = session.get_bind().dialect.name if values["idempotency_key"] is not None else None
+    return session.connection().execute(_INSERT_ORDER.get(dialect, _INSERT_ORDER[None]), values).scalar()
 
 
 def _by_key(session: Session, key: str, digest: str) -> Order | None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import audit
 from .auth import Caller
@@ -23,7 +24,7 @@ from .models import Product, StockLot, StockMovement, Store
 
 __all__ = ["receive", "adjust", "transfer", "reserve_fefo", "reserve_fefo_many", "release", "sell_reserved", "return_to_stock",
            "on_hand", "verify", "sellable", "today_utc", "list_movements", "stock_by_product", "sell_direct",
-           "lock_lots", "plan_direct", "book_direct"]
+           "lock_lots", "plan_direct", "book_direct", "insert_rows", "adopt"]
 
 
 def today_utc() -> dt.date:
@@ -174,6 +175,17 @@ def reserve_fefo(ctx, session: Session, store_id: int, product_id: int, quantity
                              actor=actor, today=today)[0]
 
 
+# the sellable lots of some products in a store, locked and read afresh, in (product, expiry, id) order
+_LOCK_SELLABLE = (
+    select(StockLot)
+    .where(StockLot.store_id == bindparam("store_id"), StockLot.product_id.in_(bindparam("product_ids", expanding=True)),
+           StockLot.expiry > bindparam("today"), StockLot.on_hand - StockLot.reserved > 0)
+    .order_by(StockLot.product_id, StockLot.expiry, StockLot.id)
+    .with_for_update().execution_options(populate_existing=True))
+_SET_RESERVED = (update(StockLot.__table__).where(StockLot.__table__.c.id == bindparam("lot_id"))
+                 .values(reserved=bindparam("new_reserved"), updated_at=bindparam("at")))
+
+
 def reserve_fefo_many(ctx, session: Session, store_id: int, wants: list[tuple[int, int, str]], *,
                       order_id: int | None, actor: str,
                       today: dt.date | None = None) -> list[list[tuple[StockLot, int]]]:
@@ -183,26 +195,23 @@ def reserve_fefo_many(ctx, session: Session, store_id: int, wants: list[tuple[in
     ``[(lot, quantity), ...]``. One locking read takes every sellable lot of these products in
     (product, expiry, id) order -- the same order for every order, so two orders of the same
     products wait for each other instead of deadlocking --; the first want that cannot be served
-    raises :class:`InsufficientStock` naming its ``field``. The movements are flushed together,
-    then the stock hook is called for each, in order.
+    raises :class:`InsufficientStock` naming its ``field`` (nothing is written then). The writes
+    are set-based, without the unit of work: one ``executemany`` UPDATE of the lots' ``reserved``
+    and one INSERT of the movements (the lots and the new movements are left in the session as a
+    flush would leave them), then the stock hook is called for each movement, in order.
     """
     today = today or today_utc()
     product_ids = sorted({pid for pid, _q, _f in wants})
-    lots = session.scalars(
-        select(StockLot)
-        .where(StockLot.store_id == store_id,
-               StockLot.product_id.in_(product_ids) if len(product_ids) > 1 else StockLot.product_id == product_ids[0],
-               StockLot.expiry > today, StockLot.on_hand - StockLot.reserved > 0)
-        .order_by(StockLot.product_id, StockLot.expiry, StockLot.id)
-        .with_for_update().execution_options(populate_existing=True)).all()  # locked rows read afresh
+    lots = session.scalars(_LOCK_SELLABLE, {"store_id": store_id, "product_ids": product_ids, "today": today}).all()
     by_product: dict[int, list[StockLot]] = {pid: [] for pid in product_ids}
+    reserved: dict[StockLot, int] = {}
     for lot in lots:
         by_product[lot.product_id].append(lot)
+        reserved[lot] = lot.reserved
     result: list[list[tuple[StockLot, int]]] = []
-    movements: list[StockMovement] = []
     for product_id, quantity, field in wants:
         candidates = by_product[product_id]
-        available = sum(max(0, lot.on_hand - lot.reserved) for lot in candidates)
+        available = sum(max(0, lot.on_hand - reserved[lot]) for lot in candidates)
         if available < quantity:
             raise InsufficientStock(
                 f"only {available} sellable unit(s) of product {product_id} in store {store_id}, {quantity} asked",
@@ -212,14 +221,26 @@ def reserve_fefo_many(ctx, session: Session, store_id: int, wants: list[tuple[in
         for lot in candidates:
             if left == 0:
                 break
-            q = min(left, lot.on_hand - lot.reserved)
+            q = min(left, lot.on_hand - reserved[lot])
             if q <= 0:
                 continue
-            movements.append(_movement(session, lot, "reservation", reserved_delta=q, order_id=order_id, actor=actor))
+            reserved[lot] += q
             taken.append((lot, q))
             left -= q
         result.append(taken)
-    session.flush()
+    now = utcnow()
+    changed = [lot for lot in lots if reserved[lot] != lot.reserved]
+    if changed:
+        session.connection().execute(_SET_RESERVED, [{"lot_id": lot.id, "new_reserved": reserved[lot], "at": now}
+                                                     for lot in changed])
+    for lot in changed:  # what the UPDATE wrote, as committed state: nothing left for a flush
+        set_committed_value(lot, "reserved", reserved[lot])
+        set_committed_value(lot, "updated_at", now)
+    rows = [{"store_id": lot.store_id, "product_id": lot.product_id, "lot_id": lot.id, "kind": "reservation",
+             "on_hand_delta": 0, "reserved_delta": q, "reason": "", "order_id": order_id, "reference": None,
+             "actor": actor, "created_at": now} for taken in result for lot, q in taken]
+    movements = [StockMovement(id=mid, **row) for mid, row in zip(insert_rows(session, StockMovement, rows), rows)]
+    adopt(session, movements)
     for movement in movements:
         ctx.hook.stock_movement_recorded(session=session, movement=movement)
     return result
@@ -311,6 +332,43 @@ def stock_by_product(session: Session, store_id: int, *, product_id: int | None 
     for lot in lots:
         grouped[lot.product_id].append(lot)
     return [(products[pid], grouped[pid]) for pid in ids], (ids[-1] if more else None)
+
+
+_INSERTS: dict = {}
+
+
+def insert_rows(session: Session, model, rows: list[dict]) -> list[int]:
+    """INSERT ``rows`` (dicts of column values) into ``model``'s table without the unit of work and
+    return their new ids in the order of ``rows``. PostgreSQL: one INSERT ... RETURNING for all of
+    them. SQLite, which does not promise the order of RETURNING rows (SQLAlchemy would then send one
+    INSERT per row): the ids SQLite itself would give (max + 1, ...; see :func:`number_rows`) and one
+    ``executemany``. Pair with :func:`adopt` to have them as ORM objects."""
+    if not rows:
+        return []
+    statements = _INSERTS.get(model)
+    if statements is None:
+        table = model.__table__
+        statements = _INSERTS[model] = (insert(table).returning(table.c.id, sort_by_parameter_order=True),
+                                        select(func.max(table.c.id)), insert(table))
+    returning, top, plain = statements
+    conn = session.connection()
+    if len(rows) > 1 and conn.dialect.name == "sqlite":
+        first = (conn.execute(top).scalar() or 0) + 1
+        ids = list(range(first, first + len(rows)))
+        conn.execute(plain, [dict(row, id=i) for row, i in zip(rows, ids)])
+        return ids
+    return list(conn.execute(returning, rows if len(rows) > 1 else rows[0]).scalars())
+
+
+def adopt(session: Session, objects) -> None:
+    """Put new ORM ``objects`` whose rows were just written (ids set, every column given, e.g. by
+    :func:`insert_rows`) into ``session`` as a flush would have left them: persistent, in the identity
+    map, with no pending changes (relationships they were built with count as loaded). Nothing is
+    written again; later changes to them are flushed as UPDATEs as usual."""
+    objects = list(objects)
+    for obj in objects:
+        make_transient_to_detached(obj)
+    session.add_all(objects)
 
 
 def number_rows(session: Session, model, rows) -> None:

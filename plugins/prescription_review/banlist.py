@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +87,21 @@ class BanList:
     origin: str  # "database", "file" or "bundled"
     sha256: str
 
+    _matched: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
     def match(self, product) -> BanEntry | None:
-        """The first entry that bans ``product`` online, or ``None``."""
-        return next((e for e in self.entries if e.matches(product)), None)
+        """The first entry that bans ``product`` online, or ``None`` (remembered per list for the
+        fields the entries look at: a product's answer is worked out once, not per order and hook)."""
+        key = (product.approval_number, product.category, product.generic_name, product.dosage_form)
+        try:
+            return self._matched[key]
+        except KeyError:
+            pass
+        found = next((e for e in self.entries if e.matches(product)), None)
+        if len(self._matched) >= 50_000:
+            self._matched.clear()
+        self._matched[key] = found
+        return found
 
 
 def _fail(where: str, message: str):
@@ -172,14 +184,20 @@ def bundled() -> BanList:
     return _file_list(BUNDLED, "bundled")
 
 
+_NEWEST = select(BanListVersion.id, BanListVersion.sha256).order_by(BanListVersion.id.desc()).limit(1)
+
+
 def in_force(session: Session, settings) -> BanList:
     """The ban list in force for this unit of work (read once per session)."""
     cached = session.info.get(_SESSION_KEY)
     if cached is not None:
         return cached
-    row = session.scalars(select(BanListVersion).order_by(BanListVersion.id.desc()).limit(1)).first()
-    if row is not None:
-        found = _db_list(row)
+    # which version is newest (id and digest only: its document is parsed once per process and version)
+    head = session.execute(_NEWEST).first()
+    if head is not None:
+        found = _db_lists.get((head.id, head.sha256))
+        if found is None:
+            found = _db_list(session.get(BanListVersion, head.id))
     elif settings.banlist_file is not None:
         found = _file_list(settings.banlist_file, "file")
     else:
