@@ -83,9 +83,13 @@ def _ttl(ctx, status: str) -> dt.timedelta:
 
 
 # built once (construction and cache key): the order path runs them on every order
-_STORE_AND_CUSTOMER = (select(Store, Customer).join(Customer, true())
-                       .where(Store.id == bindparam("store_id"), Customer.id == bindparam("customer_id")))
 _PRODUCTS = select(Product).where(Product.id.in_(bindparam("ids", expanding=True)))
+_PRODUCTS_STORE = (select(Product, Store).select_from(Product).join(Store, true())
+                   .where(Product.id.in_(bindparam("ids", expanding=True)), Store.id == bindparam("store_id")))
+_PRODUCTS_STORE_CUSTOMER = (select(Product, Store, Customer).select_from(Product).join(Store, true())
+                            .join(Customer, true())
+                            .where(Product.id.in_(bindparam("ids", expanding=True)), Store.id == bindparam("store_id"),
+                                   Customer.id == bindparam("customer_id")))
 _INSERT_EVENT = insert(OrderEvent.__table__)
 _INSERT_ORDER = {
     "postgresql": postgresql.insert(Order.__table__).on_conflict_do_nothing(
@@ -101,11 +105,27 @@ def _validate_request(ctx, session: Session, store_id, customer_id, channel, ful
     errors: list[dict] = []
     store_ok = isinstance(store_id, int) and not isinstance(store_id, bool)
     customer_ok = isinstance(customer_id, int) and not isinstance(customer_id, bool)
-    if store_ok and customer_ok and session.identity_map.get(identity_key(Store, store_id)) is None \
-            and session.identity_map.get(identity_key(Customer, customer_id)) is None:
-        # both in one round trip (a row only when both exist; the get()s below then find them loaded,
-        # the identity map holding them while this reference lives)
-        _loaded = session.execute(_STORE_AND_CUSTOMER, {"store_id": store_id, "customer_id": customer_id}).first()
+    if not isinstance(lines, list) or not lines or len(lines) > MAX_LINES:
+        wanted = []
+    else:
+        wanted = list({pid for line in lines if isinstance(line, dict)
+                       and isinstance(pid := line.get("product_id"), int) and not isinstance(pid, bool)})
+    # the products the session does not hold yet, in one query (a POS chunk holds most of them already),
+    # with the store and the customer when neither is held either: one round trip for an online order
+    products = {pid: p for pid in wanted if (p := session.identity_map.get(identity_key(Product, pid))) is not None}
+    missing = [pid for pid in wanted if pid not in products]
+    _loaded = None  # the identity map holds what a query loaded only while it is referenced
+    if missing and store_ok and session.identity_map.get(identity_key(Store, store_id)) is None and (
+            customer_id is None or customer_ok and session.identity_map.get(identity_key(Customer, customer_id)) is None):
+        # a row per product only when the store (and the customer) exist: else the get()s below ask one by one
+        _loaded = session.execute(_PRODUCTS_STORE, {"ids": missing, "store_id": store_id}).all() \
+            if customer_id is None else \
+            session.execute(_PRODUCTS_STORE_CUSTOMER, {"ids": missing, "store_id": store_id,
+                                                      "customer_id": customer_id}).all()
+        products.update((row[0].id, row[0]) for row in _loaded)
+        missing = [pid for pid in missing if pid not in products] if _loaded else missing
+    if len(missing) > 1:
+        products.update((p.id, p) for p in session.scalars(_PRODUCTS, {"ids": missing}))
     store = session.get(Store, store_id) if store_ok else None
     if store is None or not store.active:
         errors.append({"field": "store_id", "message": f"store {store_id!r} does not exist or is closed"})
@@ -129,13 +149,6 @@ def _validate_request(ctx, session: Session, store_id, customer_id, channel, ful
         lines = []
     resolved: list[tuple[Product, int]] = []
     seen: set[int] = set()
-    wanted = {line.get("product_id") for line in lines if isinstance(line, dict)}
-    wanted = [pid for pid in wanted if isinstance(pid, int) and not isinstance(pid, bool)]
-    # the products the session does not hold yet, in one query (a POS chunk holds most of them already)
-    products = {pid: p for pid in wanted if (p := session.identity_map.get(identity_key(Product, pid))) is not None}
-    missing = [pid for pid in wanted if pid not in products]
-    if len(missing) > 1:
-        products.update((p.id, p) for p in session.scalars(_PRODUCTS, {"ids": missing}))
     for i, line in enumerate(lines):
         pid = line.get("product_id") if isinstance(line, dict) else None
         qty = line.get("quantity") if isinstance(line, dict) else None

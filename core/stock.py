@@ -182,6 +182,7 @@ _LOCK_SELLABLE = (
            StockLot.expiry > bindparam("today"), StockLot.on_hand - StockLot.reserved > 0)
     .order_by(StockLot.product_id, StockLot.expiry, StockLot.id)
     .with_for_update().execution_options(populate_existing=True))
+_INSERT_MOVEMENTS = insert(StockMovement.__table__)
 _SET_RESERVED = (update(StockLot.__table__).where(StockLot.__table__.c.id == bindparam("lot_id"))
                  .values(reserved=bindparam("new_reserved"), updated_at=bindparam("at")))
 
@@ -198,7 +199,8 @@ def reserve_fefo_many(ctx, session: Session, store_id: int, wants: list[tuple[in
     raises :class:`InsufficientStock` naming its ``field`` (nothing is written then). The writes
     are set-based, without the unit of work: one ``executemany`` UPDATE of the lots' ``reserved``
     and one INSERT of the movements (the lots and the new movements are left in the session as a
-    flush would leave them), then the stock hook is called for each movement, in order.
+    flush would leave them), then the stock hook is called for each movement, in order (with no
+    implementation of the hook the movements are written as rows only, no objects made for them).
     """
     today = today or today_utc()
     product_ids = sorted({pid for pid, _q, _f in wants})
@@ -239,6 +241,9 @@ def reserve_fefo_many(ctx, session: Session, store_id: int, wants: list[tuple[in
     rows = [{"store_id": lot.store_id, "product_id": lot.product_id, "lot_id": lot.id, "kind": "reservation",
              "on_hand_delta": 0, "reserved_delta": q, "reason": "", "order_id": order_id, "reference": None,
              "actor": actor, "created_at": now} for taken in result for lot, q in taken]
+    if not ctx.hook.stock_movement_recorded.get_hookimpls():  # nobody observes them: rows, not objects
+        session.connection().execute(_INSERT_MOVEMENTS, rows)
+        return result
     movements = [StockMovement(id=mid, **row) for mid, row in zip(insert_rows(session, StockMovement, rows), rows)]
     adopt(session, movements)
     for movement in movements:
