@@ -233,13 +233,19 @@ def _idempotency_key(req: falcon.Request) -> str | None:
     return key
 
 
-def _replay_or_run(req, resp, run: Callable[[], None], body_json: str) -> None:
+def _body_json(req) -> str:
+    """The validated body in canonical JSON (what a stored response is keyed on), or ``""``."""
+    body = req.context.body
+    return json.dumps(body.model_dump(mode="json"), sort_keys=True) if body is not None else ""
+
+
+def _replay_or_run(req, resp, run: Callable[[], None]) -> None:
     """Answer from the stored response for this caller and key, or run and store."""
     key = _idempotency_key(req)
     if key is None:
         return run()
     session, actor = req.context.session, req.context.caller.actor
-    digest = hashlib.sha256(f"{req.method} {req.path}\n{body_json}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{req.method} {req.path}\n{_body_json(req)}".encode()).hexdigest()
     record = session.scalars(select(IdempotencyRecord).where(
         IdempotencyRecord.actor == actor, IdempotencyRecord.key == key)).one_or_none()
     if record is not None:
@@ -265,11 +271,9 @@ def _run(op: Operation, fn, resource, req: falcon.Request, resp: falcon.Response
     req.context.operation = op
     req.context.query = _parse_query(op.query, req) if op.query is not None else None
     req.context.body = None
-    body_json = ""
     if op.body is not None and not op.raw_body:
         model = api.body_model(op)
         req.context.body = _parse_body(model, read_json_body(req))
-        body_json = json.dumps(req.context.body.model_dump(mode="json"), sort_keys=True)
     resp.status = op.status
 
     def call() -> None:
@@ -278,6 +282,6 @@ def _run(op: Operation, fn, resource, req: falcon.Request, resp: falcon.Response
             api.check_response(op, resp.media)
 
     if req.method in MUTATING and op.idempotency == "store" and not op.public:
-        _replay_or_run(req, resp, call, body_json)
+        _replay_or_run(req, resp, call)
     else:
         call()
