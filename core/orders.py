@@ -18,7 +18,7 @@ import json
 import secrets
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, true
+from sqlalchemy import BigInteger, Integer, String, bindparam, column, insert, select, true, values
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -30,7 +30,8 @@ from .db import utcnow
 from .errors import (Conflict, DomainError, Forbidden, IdempotencyConflict, IllegalTransition, NotFound,
                      ValidationFailed)
 from .listing import Page, keyset
-from .models import Customer, Order, OrderAdjustment, OrderAllocation, OrderEvent, OrderLine, Product, Store
+from .models import (Customer, IdType, Order, OrderAdjustment, OrderAllocation, OrderEvent, OrderLine, Product,
+                     Store)
 
 __all__ = ["TRANSITIONS", "create_order", "transition", "get_order", "cancel", "pay", "fulfil", "complete",
            "refund", "approve_hold", "expire_unpaid", "channels", "payment_providers", "serialize_order",
@@ -91,9 +92,7 @@ _PRODUCTS_STORE_CUSTOMER = (select(Product, Store, Customer).select_from(Product
                             .where(Product.id.in_(bindparam("ids", expanding=True)), Store.id == bindparam("store_id"),
                                    Customer.id == bindparam("customer_id")))
 _INSERT_EVENT = insert(OrderEvent.__table__)
-_INSERT_ORDER = {
-    "postgresql": postgresql.insert(Order.__table__).on_conflict_do_nothing(
-        index_elements=[Order.__table__.c.idempotency_key]).returning(Order.__table__.c.id),
+_INSERT_ORDER = {  # SQLite (PostgreSQL: _order_with_lines)
     "sqlite": sqlite.insert(Order.__table__).on_conflict_do_nothing(
         index_elements=[Order.__table__.c.idempotency_key]).returning(Order.__table__.c.id),
     None: insert(Order.__table__).returning(Order.__table__.c.id),
@@ -214,26 +213,26 @@ def create_order(ctx, session: Session, *, store_id: int, channel: str, fulfilme
         raise
     now = utcnow()
     subtotal = sum(product.price_fen * qty for product, qty in resolved)
-    values = {"store_id": store.id, "customer_id": customer_id, "channel": channel, "fulfilment": fulfilment,
+    order_row = {"store_id": store.id, "customer_id": customer_id, "channel": channel, "fulfilment": fulfilment,
               "status": "awaiting_payment", "subtotal_fen": subtotal, "adjustments_fen": 0, "total_fen": subtotal,
               "idempotency_key": idempotency_key, "request_hash": digest,
               "pickup_code": f"{secrets.randbelow(10**6):06d}" if fulfilment == "pickup" else None,
               "hold_reasons": [], "extra": extra, "delivery_address": delivery_address, "payment_provider": None,
               "payment_reference": None, "note": note, "expires_at": now + _ttl(ctx, "awaiting_payment"),
               "created_by": caller.actor, "created_at": now, "updated_at": now, "paid_at": None}
-    order_id = _insert_order(session, values)
+    line_rows = [{"product_id": product.id, "quantity": qty, "unit_price_fen": product.price_fen,
+                  "line_total_fen": product.price_fen * qty, "rx_class": product.rx_class,
+                  "product_name": f"{product.generic_name} {product.specification}".strip()}
+                 for product, qty in resolved]
+    order_id, line_ids = _insert_order(session, order_row, line_rows)
     if order_id is None:  # the key is taken: a retry, or a concurrent twin that committed first
         existing = _by_key(session, idempotency_key, digest)
         if existing is None:
             raise Conflict(f"Idempotency-Key {idempotency_key!r} is in use; retry")
         return existing, False
-    line_rows = [{"order_id": order_id, "product_id": product.id, "quantity": qty, "unit_price_fen": product.price_fen,
-                  "line_total_fen": product.price_fen * qty, "rx_class": product.rx_class,
-                  "product_name": f"{product.generic_name} {product.specification}".strip()}
-                 for product, qty in resolved]
-    order = Order(id=order_id, **values, lines=[], adjustments=[])
-    for (product, _qty), line_id, row in zip(resolved, stock.insert_rows(session, OrderLine, line_rows), line_rows):
-        order.lines.append(OrderLine(id=line_id, product=product, allocations=[], **row))
+    order = Order(id=order_id, **order_row, lines=[], adjustments=[])
+    for (product, _qty), line_id, row in zip(resolved, line_ids, line_rows):
+        order.lines.append(OrderLine(id=line_id, order_id=order_id, product=product, allocations=[], **row))
     stock.adopt(session, [order, *order.lines])
     taken = stock.reserve_fefo_many(ctx, session, store.id, [(product.id, qty, f"lines[{i}].quantity")
                                                              for i, (product, qty) in enumerate(resolved)],
@@ -281,12 +280,57 @@ def create_order(ctx, session: Session, *, store_id: int, channel: str, fulfilme
     return order, True
 
 
-def _insert_order(session: Session, values: dict) -> int | None:
-    """INSERT the order row and return its id; ``None`` when its idempotency key is already taken
-    (``ON CONFLICT DO NOTHING``: on PostgreSQL a concurrent twin's uncommitted row is waited for, and
-    its key counts as taken only if it commits). No SAVEPOINT, and no read before the write."""
-    dialect = session.get_bind().dialect.name if values["idempotency_key"] is not None else None
-    return session.connection().execute(_INSERT_ORDER.get(dialect, _INSERT_ORDER[None]), values).scalar()
+def _insert_order(session: Session, order_row: dict, line_rows: list[dict]) -> tuple[int | None, list[int]]:
+    """INSERT the order row and its lines; return the order's id and the lines' ids (in the order of
+    ``line_rows``), or ``(None, [])`` when the idempotency key is already taken (``ON CONFLICT DO
+    NOTHING``: on PostgreSQL a concurrent twin's uncommitted row is waited for, and its key counts as
+    taken only if it commits). No SAVEPOINT, and no read before the write. On PostgreSQL the order is
+    a data-modifying CTE of the lines' INSERT (one round trip; no row comes back when the key is taken)."""
+    conn = session.connection()
+    keyed = order_row["idempotency_key"] is not None
+    if conn.dialect.name == "postgresql":
+        params = {f"o_{name}": value for name, value in order_row.items()}
+        for i, row in enumerate(line_rows):
+            params.update((f"l{i}_{name}", value) for name, value in row.items())
+        found = conn.execute(_order_with_lines(len(line_rows), keyed), params).all()
+        if not found:
+            return None, []
+        ids = {product_id: line_id for line_id, product_id, _order_id in found}
+        return found[0][2], [ids[row["product_id"]] for row in line_rows]
+    order_id = conn.execute(_INSERT_ORDER["sqlite" if keyed and conn.dialect.name == "sqlite" else None],
+                            order_row).scalar()
+    if order_id is None:
+        return None, []
+    return order_id, stock.insert_rows(session, OrderLine, [dict(row, order_id=order_id) for row in line_rows])
+
+
+_LINE_VALUES = (("product_id", IdType), ("quantity", Integer), ("unit_price_fen", BigInteger),
+                ("line_total_fen", BigInteger), ("product_name", String), ("rx_class", String))
+_ORDER_WITH_LINES: dict[tuple[int, bool], object] = {}
+
+
+def _order_with_lines(lines: int, keyed: bool):
+    """PostgreSQL: ``WITH new_order AS (INSERT INTO orders ... [ON CONFLICT (idempotency_key) DO
+    NOTHING] RETURNING id) INSERT INTO order_lines SELECT new_order.id, v.* FROM new_order JOIN
+    (VALUES ...) v RETURNING id, product_id, order_id``, built once per number of lines (binds
+    ``o_<column>`` and ``l<i>_<field>``). Lines have distinct products: their ids are told apart by it."""
+    stmt = _ORDER_WITH_LINES.get((lines, keyed))
+    if stmt is None:
+        orders_t, lines_t = Order.__table__, OrderLine.__table__
+        head = postgresql.insert(orders_t).values(
+            {c.name: bindparam(f"o_{c.name}", type_=c.type) for c in orders_t.columns if c.name != "id"})
+        if keyed:
+            head = head.on_conflict_do_nothing(index_elements=[orders_t.c.idempotency_key])
+        new_order = head.returning(orders_t.c.id).cte("new_order")
+        data = values(*(column(name, type_) for name, type_ in _LINE_VALUES), name="v").data(
+            [tuple(bindparam(f"l{i}_{name}", type_=type_) for name, type_ in _LINE_VALUES) for i in range(lines)])
+        names = [name for name, _type in _LINE_VALUES]
+        stmt = (insert(lines_t)
+                .from_select(["order_id", *names], select(new_order.c.id, *(data.c[name] for name in names))
+                             .select_from(new_order).join(data, true()))
+                .returning(lines_t.c.id, lines_t.c.product_id, lines_t.c.order_id))
+        _ORDER_WITH_LINES[(lines, keyed)] = stmt
+    return stmt
 
 
 def _by_key(session: Session, key: str, digest: str) -> Order | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Integer, bindparam, column, func, insert, select, update, values
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -20,7 +20,7 @@ from .auth import Caller
 from .db import is_sqlite, utcnow
 from .errors import InsufficientStock, NotFound, ValidationFailed
 from .listing import MAX_LIMIT, Page, keyset
-from .models import Product, StockLot, StockMovement, Store
+from .models import IdType, Product, StockLot, StockMovement, Store
 
 __all__ = ["receive", "adjust", "transfer", "reserve_fefo", "reserve_fefo_many", "release", "sell_reserved", "return_to_stock",
            "on_hand", "verify", "sellable", "today_utc", "list_movements", "stock_by_product", "sell_direct",
@@ -187,6 +187,31 @@ _SET_RESERVED = (update(StockLot.__table__).where(StockLot.__table__.c.id == bin
                  .values(reserved=bindparam("new_reserved"), updated_at=bindparam("at")))
 
 
+_MOVEMENT_COLUMNS = ("store_id", "product_id", "lot_id", "kind", "on_hand_delta", "reserved_delta", "reason", "order_id",
+                     "reference", "actor", "created_at")
+_RESERVE_STATEMENTS: dict[tuple[int, int], object] = {}
+
+
+def _reserve_statement(lots: int, movements: int):
+    """PostgreSQL: the new ``reserved`` of ``lots`` lots (``lot_<i>``, ``res_<i>``, ``at``) and
+    ``movements`` movements (``m<i>_<column>``) in one statement, the update a data-modifying CTE
+    (``WITH reserve AS (UPDATE ... FROM (VALUES ...)) INSERT INTO stock_movements VALUES ...``); built
+    once per shape, so that a request only binds values."""
+    stmt = _RESERVE_STATEMENTS.get((lots, movements))
+    if stmt is None:
+        lot_table, movement_table = StockLot.__table__, StockMovement.__table__
+        new = values(column("lot_id", IdType), column("new_reserved", Integer), name="v").data(
+            [(bindparam(f"lot_{i}", type_=IdType), bindparam(f"res_{i}", type_=Integer)) for i in range(lots)])
+        reserve = (update(lot_table).where(lot_table.c.id == new.c.lot_id)
+                   .values(reserved=new.c.new_reserved, updated_at=bindparam("at", type_=lot_table.c.updated_at.type))
+                   .cte("reserve"))
+        stmt = insert(movement_table).values(
+            [{name: bindparam(f"m{i}_{name}", type_=movement_table.c[name].type) for name in _MOVEMENT_COLUMNS}
+             for i in range(movements)]).add_cte(reserve)
+        _RESERVE_STATEMENTS[(lots, movements)] = stmt
+    return stmt
+
+
 def reserve_fefo_many(ctx, session: Session, store_id: int, wants: list[tuple[int, int, str]], *,
                       order_id: int | None, actor: str,
                       today: dt.date | None = None) -> list[list[tuple[StockLot, int]]]:
@@ -199,8 +224,9 @@ def reserve_fefo_many(ctx, session: Session, store_id: int, wants: list[tuple[in
     raises :class:`InsufficientStock` naming its ``field`` (nothing is written then). The writes
     are set-based, without the unit of work: one ``executemany`` UPDATE of the lots' ``reserved``
     and one INSERT of the movements (the lots and the new movements are left in the session as a
-    flush would leave them), then the stock hook is called for each movement, in order (with no
-    implementation of the hook the movements are written as rows only, no objects made for them).
+    flush would leave them), then the stock hook is called for each movement, in order. With no
+    implementation of the hook the movements are written as rows only, no objects made for them,
+    and on PostgreSQL together with the lots' update, in one statement (:func:`_reserve_statement`).
     """
     today = today or today_utc()
     product_ids = sorted({pid for pid, _q, _f in wants})
@@ -232,17 +258,27 @@ def reserve_fefo_many(ctx, session: Session, store_id: int, wants: list[tuple[in
         result.append(taken)
     now = utcnow()
     changed = [lot for lot in lots if reserved[lot] != lot.reserved]
-    if changed:
-        session.connection().execute(_SET_RESERVED, [{"lot_id": lot.id, "new_reserved": reserved[lot], "at": now}
-                                                     for lot in changed])
-    for lot in changed:  # what the UPDATE wrote, as committed state: nothing left for a flush
-        set_committed_value(lot, "reserved", reserved[lot])
-        set_committed_value(lot, "updated_at", now)
     rows = [{"store_id": lot.store_id, "product_id": lot.product_id, "lot_id": lot.id, "kind": "reservation",
              "on_hand_delta": 0, "reserved_delta": q, "reason": "", "order_id": order_id, "reference": None,
              "actor": actor, "created_at": now} for taken in result for lot, q in taken]
-    if not ctx.hook.stock_movement_recorded.get_hookimpls():  # nobody observes them: rows, not objects
-        session.connection().execute(_INSERT_MOVEMENTS, rows)
+    observed = bool(ctx.hook.stock_movement_recorded.get_hookimpls())
+    conn = session.connection()
+    if not observed and changed and conn.dialect.name == "postgresql":
+        # nobody observes the movements: they and the lots' update go in one statement, one round trip
+        params = {"at": now}
+        for i, lot in enumerate(changed):
+            params[f"lot_{i}"], params[f"res_{i}"] = lot.id, reserved[lot]
+        for i, row in enumerate(rows):
+            params.update((f"m{i}_{name}", value) for name, value in row.items())
+        conn.execute(_reserve_statement(len(changed), len(rows)), params)
+    elif changed:
+        conn.execute(_SET_RESERVED, [{"lot_id": lot.id, "new_reserved": reserved[lot], "at": now} for lot in changed])
+    for lot in changed:  # what the UPDATE wrote, as committed state: nothing left for a flush
+        set_committed_value(lot, "reserved", reserved[lot])
+        set_committed_value(lot, "updated_at", now)
+    if not observed:  # rows, not objects
+        if conn.dialect.name != "postgresql":
+            conn.execute(_INSERT_MOVEMENTS, rows)
         return result
     movements = [StockMovement(id=mid, **row) for mid, row in zip(insert_rows(session, StockMovement, rows), rows)]
     adopt(session, movements)

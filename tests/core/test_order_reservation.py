@@ -100,10 +100,11 @@ def test_placing_a_three_line_order_runs_a_bounded_number_of_statements(ctx):
     assert not [q for q in reads if "FROM stores" in q or "FROM customers" in q]
     assert not [q for q in reads if "FROM orders" in q or "FROM order_" in q]  # nothing read back
     assert not [q for q in statements if "SAVEPOINT" in q.upper()]
-    # products (store, customer), order, lines, lots, lots update, movements, allocations, event
+    # products (store, customer), order, lines, lots, lots update, movements, allocations, event; on
+    # PostgreSQL the order goes in with its lines and the lots' update with the movements (CTEs)
     body = [q for q in statements if q.split(None, 1)[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK")
             and q not in numbering]
-    assert len(body) <= 8, "\n".join(statements)
+    assert len(body) <= (8 if ctx.engine.dialect.name == "sqlite" else 6), "\n".join(statements)
     with ctx.session() as s:
         assert s.scalar(select(OrderLine.id).limit(1)) is not None
         assert len(s.scalars(select(OrderAllocation)).all()) == 6
