@@ -18,7 +18,7 @@ import json
 import secrets
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, bindparam, column, insert, select, true, values
+from sqlalchemy import BigInteger, Integer, String, bindparam, func, insert, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -30,8 +30,7 @@ from .db import utcnow
 from .errors import (Conflict, DomainError, Forbidden, IdempotencyConflict, IllegalTransition, NotFound,
                      ValidationFailed)
 from .listing import Page, keyset
-from .models import (Customer, IdType, Order, OrderAdjustment, OrderAllocation, OrderEvent, OrderLine, Product,
-                     Store)
+from .models import Customer, Order, OrderAdjustment, OrderAllocation, OrderEvent, OrderLine, Product, Store
 
 __all__ = ["TRANSITIONS", "create_order", "transition", "get_order", "cancel", "pay", "fulfil", "complete",
            "refund", "approve_hold", "expire_unpaid", "channels", "payment_providers", "serialize_order",
@@ -290,9 +289,8 @@ def _insert_order(session: Session, order_row: dict, line_rows: list[dict]) -> t
     keyed = order_row["idempotency_key"] is not None
     if conn.dialect.name == "postgresql":
         params = {f"o_{name}": value for name, value in order_row.items()}
-        for i, row in enumerate(line_rows):
-            params.update((f"l{i}_{name}", value) for name, value in row.items())
-        found = conn.execute(_order_with_lines(len(line_rows), keyed), params).all()
+        params.update((f"{name}s", [row[name] for row in line_rows]) for name, _type in _LINE_VALUES)
+        found = conn.execute(_ORDER_WITH_LINES[keyed], params).all()
         if not found:
             return None, []
         ids = {product_id: line_id for line_id, product_id, _order_id in found}
@@ -304,33 +302,37 @@ def _insert_order(session: Session, order_row: dict, line_rows: list[dict]) -> t
     return order_id, stock.insert_rows(session, OrderLine, [dict(row, order_id=order_id) for row in line_rows])
 
 
-_LINE_VALUES = (("product_id", IdType), ("quantity", Integer), ("unit_price_fen", BigInteger),
+_LINE_VALUES = (("product_id", BigInteger), ("quantity", Integer), ("unit_price_fen", BigInteger),
                 ("line_total_fen", BigInteger), ("product_name", String), ("rx_class", String))
-_ORDER_WITH_LINES: dict[tuple[int, bool], object] = {}
 
 
-def _order_with_lines(lines: int, keyed: bool):
-    """PostgreSQL: ``WITH new_order AS (INSERT INTO orders ... [ON CONFLICT (idempotency_key) DO
-    NOTHING] RETURNING id) INSERT INTO order_lines SELECT new_order.id, v.* FROM new_order JOIN
-    (VALUES ...) v RETURNING id, product_id, order_id``, built once per number of lines (binds
-    ``o_<column>`` and ``l<i>_<field>``). Lines have distinct products: their ids are told apart by it."""
-    stmt = _ORDER_WITH_LINES.get((lines, keyed))
-    if stmt is None:
-        orders_t, lines_t = Order.__table__, OrderLine.__table__
-        head = postgresql.insert(orders_t).values(
-            {c.name: bindparam(f"o_{c.name}", type_=c.type) for c in orders_t.columns if c.name != "id"})
-        if keyed:
-            head = head.on_conflict_do_nothing(index_elements=[orders_t.c.idempotency_key])
-        new_order = head.returning(orders_t.c.id).cte("new_order")
-        data = values(*(column(name, type_) for name, type_ in _LINE_VALUES), name="v").data(
-            [tuple(bindparam(f"l{i}_{name}", type_=type_) for name, type_ in _LINE_VALUES) for i in range(lines)])
-        names = [name for name, _type in _LINE_VALUES]
-        stmt = (insert(lines_t)
-                .from_select(["order_id", *names], select(new_order.c.id, *(data.c[name] for name in names))
-                             .select_from(new_order).join(data, true()))
-                .returning(lines_t.c.id, lines_t.c.product_id, lines_t.c.order_id))
-        _ORDER_WITH_LINES[(lines, keyed)] = stmt
-    return stmt
+def _order_with_lines(keyed: bool):
+    """PostgreSQL: the order and its lines in one statement, the same for any number of lines (arrays,
+    so that SQLAlchemy compiles it once)::
+
+        WITH new_order AS (INSERT INTO orders (...) VALUES (:o_store_id, ...)
+                           [ON CONFLICT (idempotency_key) DO NOTHING] RETURNING id)
+        INSERT INTO order_lines (order_id, product_id, ...) SELECT new_order.id, v.product_id, ...
+        FROM new_order JOIN unnest(:product_ids, :quantitys, ...) AS v (product_id, ...) ON true
+        RETURNING id, product_id, order_id
+
+    Lines have distinct products: their ids are told apart by it."""
+    orders_t, lines_t = Order.__table__, OrderLine.__table__
+    head = postgresql.insert(orders_t).values(
+        {c.name: bindparam(f"o_{c.name}", type_=c.type) for c in orders_t.columns if c.name != "id"})
+    if keyed:
+        head = head.on_conflict_do_nothing(index_elements=[orders_t.c.idempotency_key])
+    new_order = head.returning(orders_t.c.id).cte("new_order")
+    names = [name for name, _type in _LINE_VALUES]
+    data = func.unnest(*(bindparam(f"{name}s", type_=postgresql.ARRAY(type_)) for name, type_ in _LINE_VALUES)) \
+        .table_valued(*names).render_derived()
+    return (insert(lines_t)
+            .from_select(["order_id", *names], select(new_order.c.id, *(data.c[name] for name in names))
+                         .select_from(new_order).join(data, true()))
+            .returning(lines_t.c.id, lines_t.c.product_id, lines_t.c.order_id))
+
+
+_ORDER_WITH_LINES = {keyed: _order_with_lines(keyed) for keyed in (True, False)}
 
 
 def _by_key(session: Session, key: str, digest: str) -> Order | None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Integer, bindparam, column, func, insert, select, update, values
+from sqlalchemy import BigInteger, Integer, String, bindparam, cast, func, insert, literal, null, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -20,7 +21,7 @@ from .auth import Caller
 from .db import is_sqlite, utcnow
 from .errors import InsufficientStock, NotFound, ValidationFailed
 from .listing import MAX_LIMIT, Page, keyset
-from .models import IdType, Product, StockLot, StockMovement, Store
+from .models import Product, StockLot, StockMovement, Store
 
 __all__ = ["receive", "adjust", "transfer", "reserve_fefo", "reserve_fefo_many", "release", "sell_reserved", "return_to_stock",
            "on_hand", "verify", "sellable", "today_utc", "list_movements", "stock_by_product", "sell_direct",
@@ -187,29 +188,35 @@ _SET_RESERVED = (update(StockLot.__table__).where(StockLot.__table__.c.id == bin
                  .values(reserved=bindparam("new_reserved"), updated_at=bindparam("at")))
 
 
-_MOVEMENT_COLUMNS = ("store_id", "product_id", "lot_id", "kind", "on_hand_delta", "reserved_delta", "reason", "order_id",
-                     "reference", "actor", "created_at")
-_RESERVE_STATEMENTS: dict[tuple[int, int], object] = {}
+def _reserve_statement():
+    """PostgreSQL: a reservation's writes in one statement, the same for any number of lots (arrays,
+    so that SQLAlchemy compiles it once)::
+
+        WITH reserve AS (UPDATE stock_lots SET reserved = v.new_reserved, updated_at = :at
+                         FROM unnest(:lot_ids, :new_reserved) AS v (lot_id, new_reserved) WHERE stock_lots.id = v.lot_id)
+        INSERT INTO stock_movements (...) SELECT :movement_store_id, m.product_id, m.lot_id, 'reservation', 0, m.quantity, ...
+        FROM unnest(:product_ids, :move_lot_ids, :quantities) AS m (product_id, lot_id, quantity)
+    """
+    lot_table, movement_table = StockLot.__table__, StockMovement.__table__
+    at = bindparam("at", type_=lot_table.c.updated_at.type)
+    new = func.unnest(bindparam("lot_ids", type_=postgresql.ARRAY(BigInteger)),
+                      bindparam("new_reserved", type_=postgresql.ARRAY(Integer))) \
+        .table_valued("lot_id", "new_reserved").render_derived()
+    reserve = (update(lot_table).where(lot_table.c.id == new.c.lot_id)
+               .values(reserved=new.c.new_reserved, updated_at=at).cte("reserve"))
+    moves = func.unnest(bindparam("product_ids", type_=postgresql.ARRAY(BigInteger)),
+                        bindparam("move_lot_ids", type_=postgresql.ARRAY(BigInteger)),
+                        bindparam("quantities", type_=postgresql.ARRAY(Integer))) \
+        .table_valued("product_id", "lot_id", "quantity").render_derived()
+    columns = {"store_id": bindparam("movement_store_id", type_=BigInteger), "product_id": moves.c.product_id,
+               "lot_id": moves.c.lot_id, "kind": literal("reservation", String), "on_hand_delta": literal(0, Integer),
+               "reserved_delta": moves.c.quantity, "reason": literal("", String),
+               "order_id": bindparam("movement_order_id", type_=BigInteger), "reference": cast(null(), String),
+               "actor": bindparam("movement_actor", type_=String), "created_at": at}
+    return insert(movement_table).from_select(list(columns), select(*columns.values())).add_cte(reserve)
 
 
-def _reserve_statement(lots: int, movements: int):
-    """PostgreSQL: the new ``reserved`` of ``lots`` lots (``lot_<i>``, ``res_<i>``, ``at``) and
-    ``movements`` movements (``m<i>_<column>``) in one statement, the update a data-modifying CTE
-    (``WITH reserve AS (UPDATE ... FROM (VALUES ...)) INSERT INTO stock_movements VALUES ...``); built
-    once per shape, so that a request only binds values."""
-    stmt = _RESERVE_STATEMENTS.get((lots, movements))
-    if stmt is None:
-        lot_table, movement_table = StockLot.__table__, StockMovement.__table__
-        new = values(column("lot_id", IdType), column("new_reserved", Integer), name="v").data(
-            [(bindparam(f"lot_{i}", type_=IdType), bindparam(f"res_{i}", type_=Integer)) for i in range(lots)])
-        reserve = (update(lot_table).where(lot_table.c.id == new.c.lot_id)
-                   .values(reserved=new.c.new_reserved, updated_at=bindparam("at", type_=lot_table.c.updated_at.type))
-                   .cte("reserve"))
-        stmt = insert(movement_table).values(
-            [{name: bindparam(f"m{i}_{name}", type_=movement_table.c[name].type) for name in _MOVEMENT_COLUMNS}
-             for i in range(movements)]).add_cte(reserve)
-        _RESERVE_STATEMENTS[(lots, movements)] = stmt
-    return stmt
+_RESERVE_PG = _reserve_statement()
 
 
 def reserve_fefo_many(ctx, session: Session, store_id: int, wants: list[tuple[int, int, str]], *,
@@ -265,12 +272,11 @@ def reserve_fefo_many(ctx, session: Session, store_id: int, wants: list[tuple[in
     conn = session.connection()
     if not observed and changed and conn.dialect.name == "postgresql":
         # nobody observes the movements: they and the lots' update go in one statement, one round trip
-        params = {"at": now}
-        for i, lot in enumerate(changed):
-            params[f"lot_{i}"], params[f"res_{i}"] = lot.id, reserved[lot]
-        for i, row in enumerate(rows):
-            params.update((f"m{i}_{name}", value) for name, value in row.items())
-        conn.execute(_reserve_statement(len(changed), len(rows)), params)
+        conn.execute(_RESERVE_PG, {
+            "at": now, "lot_ids": [lot.id for lot in changed], "new_reserved": [reserved[lot] for lot in changed],
+            "movement_store_id": store_id, "movement_order_id": order_id, "movement_actor": actor,
+            "product_ids": [row["product_id"] for row in rows], "move_lot_ids": [row["lot_id"] for row in rows],
+            "quantities": [row["reserved_delta"] for row in rows]})
     elif changed:
         conn.execute(_SET_RESERVED, [{"lot_id": lot.id, "new_reserved": reserved[lot], "at": now} for lot in changed])
     for lot in changed:  # what the UPDATE wrote, as committed state: nothing left for a flush
