@@ -7,7 +7,7 @@ from core import orders, stock
 from core.auth import Caller, SYSTEM
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, IdempotencyConflict, IllegalTransition, InsufficientStock, ValidationFailed
-from core.models import AuditEntry, Order, OrderEvent, StockLot
+from core.models import AuditEntry, Order, OrderEvent, Product, StockLot
 
 from .factories import ADMIN, customer, make_plugin, product, receive, store
 
@@ -177,6 +177,27 @@ def test_idempotency_key_same_content_same_order_other_content_conflict(ctx):
     assert lot_state(ctx, sid, pid) == [(10, 2)]
     with ctx.session() as s:
         assert s.scalar(select(func.count()).select_from(Order)) == 1
+
+
+def test_a_retry_gets_its_order_even_when_the_request_would_no_longer_pass(ctx):
+    """The key is not read before the write (INSERT ... ON CONFLICT DO NOTHING): a retry that finds the
+    stock gone gets its order from the conflict, one whose product was deactivated since gets it from
+    the refusal; other content with the key is still a conflict, and nothing is reserved twice."""
+    sid, pid, cid = seed(ctx, qty=2)
+    first, created = place(ctx, sid, pid, cid, qty=2, idempotency_key="key-r")
+    assert created and lot_state(ctx, sid, pid) == [(2, 2)]
+    assert place(ctx, sid, pid, cid, qty=2, idempotency_key="key-r") == (first, False)  # no stock left now
+    with ctx.transaction() as s:
+        s.get(Product, pid).active = False
+    assert place(ctx, sid, pid, cid, qty=2, idempotency_key="key-r") == (first, False)
+    with pytest.raises(IdempotencyConflict):
+        place(ctx, sid, pid, cid, qty=1, idempotency_key="key-r")
+    with pytest.raises(ValidationFailed):
+        place(ctx, sid, pid, cid, qty=2, idempotency_key="key-other")
+    assert lot_state(ctx, sid, pid) == [(2, 2)]
+    with ctx.session() as s:
+        assert s.scalar(select(func.count()).select_from(Order)) == 1
+        assert stock.verify(s) == []
 
 
 def test_validation_names_every_bad_field_and_writes_nothing(ctx):
