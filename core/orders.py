@@ -229,23 +229,24 @@ def create_order(ctx, session: Session, *, store_id: int, channel: str, fulfilme
         if existing is None:
             raise Conflict(f"Idempotency-Key {idempotency_key!r} is in use; retry")
         return existing, False
-    order = Order(id=order_id, **order_row, lines=[], adjustments=[])
-    for (product, _qty), line_id, row in zip(resolved, line_ids, line_rows):
-        order.lines.append(OrderLine(id=line_id, order_id=order_id, product=product, allocations=[], **row))
-    stock.adopt(session, [order, *order.lines])
+    # in the order of the request; the collections in the order the relationships load them (by id)
+    lines_asked = [OrderLine(id=line_id, order_id=order_id, product=product, allocations=[], **row)
+                   for (product, _qty), line_id, row in zip(resolved, line_ids, line_rows)]
+    order = Order(id=order_id, **order_row, lines=sorted(lines_asked, key=lambda line: line.id), adjustments=[])
+    stock.adopt(session, [order, *lines_asked])
     taken = stock.reserve_fefo_many(ctx, session, store.id, [(product.id, qty, f"lines[{i}].quantity")
                                                              for i, (product, qty) in enumerate(resolved)],
                                     order_id=order_id, actor=caller.actor, today=today)
     alloc_rows = [(line, {"order_line_id": line.id, "lot_id": lot.id, "lot_no": lot.lot_no, "expiry": lot.expiry,
                           "quantity": q})
-                  for line, allocations in zip(order.lines, taken) for lot, q in allocations]
+                  for line, allocations in zip(lines_asked, taken) for lot, q in allocations]
     alloc_ids = stock.insert_rows(session, OrderAllocation, [row for _line, row in alloc_rows])
-    by_line: dict[OrderLine, list[OrderAllocation]] = {line: [] for line in order.lines}
+    by_line: dict[OrderLine, list[OrderAllocation]] = {line: [] for line in lines_asked}
     for (line, row), alloc_id in zip(alloc_rows, alloc_ids):
         by_line[line].append(OrderAllocation(id=alloc_id, **row))
     stock.adopt(session, [a for allocations in by_line.values() for a in allocations])
     for line, allocations in by_line.items():
-        set_committed_value(line, "allocations", allocations)
+        set_committed_value(line, "allocations", sorted(allocations, key=lambda a: a.id))
     problems = [p for answer in ctx.registry.collect("order_validate", session=session, order=order, extra=extra,
                                                       caller=caller) for p in answer]
     if problems:
