@@ -11,40 +11,109 @@ receive real, session-attached objects (a change a hook makes is flushed as an U
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import JSON, Text, bindparam, cast, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.orm import Session, attributes, make_transient_to_detached
 
 from .db import is_sqlite
 
-__all__ = ["insert_rows", "loaded", "attach", "detach"]
+__all__ = ["insert_rows", "new_ids", "insert_values", "update_values", "loaded", "attach", "detach"]
 
 
 def insert_rows(session: Session, model, rows: list[dict]) -> list[int]:
-    """Insert ``rows`` (every column given, Python defaults applied by the caller or by Core) into
-    ``model``'s table with one ``executemany``; return the new ids in the order of ``rows`` and set
-    ``row["id"]``. The session's pending changes are not flushed.
-
-    PostgreSQL: ``INSERT ... RETURNING id`` sorted by parameter order (SQLAlchemy's
-    "insertmanyvalues"). SQLite: the ids SQLite itself would give (max + 1, ...; no table uses
-    AUTOINCREMENT) and a plain ``executemany``, safe because every SQLite write transaction is
-    ``BEGIN IMMEDIATE``: nobody else inserts until it ends (see :func:`core.stock.number_rows`)."""
+    """Insert ``rows`` (each with the same keys: every column but ``id``) into ``model``'s table; return
+    the new ids in the order of ``rows`` and set ``row["id"]``. The session's pending changes are not
+    flushed. The ids are known before the INSERT (:func:`new_ids`), which is then :func:`insert_values`."""
     if not rows:
         return []
-    table = model.__table__
     conn = session.connection()
-    if is_sqlite(conn):
-        top = conn.execute(select(func.max(table.c.id))).scalar() or 0
-        ids = list(range(top + 1, top + 1 + len(rows)))
-        for row, new_id in zip(rows, ids):
-            row["id"] = new_id
-        conn.execute(insert(table), rows)
-        return ids
-    ids = list(conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
+    ids = new_ids(conn, model.__table__, len(rows))
     for row, new_id in zip(rows, ids):
         row["id"] = new_id
+    insert_values(conn, model.__table__, rows)
     return ids
+
+
+def new_ids(conn, table, n: int) -> list[int]:
+    """``n`` ids for new rows of ``table``. PostgreSQL: from the id column's sequence, in one query.
+    SQLite: the ids SQLite itself would give (max + 1, ...; no table uses AUTOINCREMENT), safe because
+    every SQLite write transaction is ``BEGIN IMMEDIATE``: nobody else inserts until it ends (see
+    :func:`core.stock.number_rows`)."""
+    if is_sqlite(conn):
+        top = conn.execute(select(func.max(table.c.id))).scalar() or 0
+        return list(range(top + 1, top + 1 + n))
+    key = (conn.engine.url.render_as_string(hide_password=True), table.fullname)
+    seq = _SEQUENCES.get(key)
+    if seq is None:
+        seq = _SEQUENCES[key] = conn.execute(text("SELECT pg_get_serial_sequence(:t, 'id')"),
+                                             {"t": table.fullname}).scalar_one()
+    return list(conn.execute(_NEXTVAL, {"seq": seq, "n": n}).scalars())
+
+
+_NEXTVAL = text("SELECT nextval(CAST(:seq AS regclass)) FROM generate_series(1, :n)")
+_SEQUENCES: dict[tuple, str] = {}
+_STATEMENTS: dict[tuple, Any] = {}
+
+
+def insert_values(conn, table, rows: list[dict]) -> None:
+    """``INSERT`` ``rows`` (dicts with the same keys, column keys) into ``table`` in one statement.
+
+    PostgreSQL: ``INSERT ... SELECT unnest(:col1), unnest(:col2), ...`` with one array per column, a
+    short statement prepared once (an ``executemany`` is one round of the pipeline per row, and a
+    multi-row ``VALUES`` a new, long SQL text per size that the driver parses again). SQLite (in
+    process, no round trips): ``executemany``."""
+    if not rows:
+        return
+    if is_sqlite(conn):
+        conn.execute(insert(table), rows)
+        return
+    keys = tuple(rows[0])
+    stmt = _STATEMENTS.get(("insert", table.fullname, keys))
+    if stmt is None:
+        stmt = _STATEMENTS[("insert", table.fullname, keys)] = insert(table).from_select(
+            list(keys), select(*(_unnest(table.c[k]) for k in keys)))
+    conn.execute(stmt, {k: _column_values(conn, table.c[k], rows, k) for k in keys})
+
+
+def update_values(conn, table, rows: list[dict]) -> None:
+    """``UPDATE`` rows of ``table`` by id, each dict ``{"id": ..., column: value, ...}`` (the same keys);
+    one statement on PostgreSQL (``UPDATE ... FROM unnest(...)``), ``executemany`` on SQLite."""
+    if not rows:
+        return
+    keys = tuple(k for k in rows[0] if k != "id")
+    stmt = _STATEMENTS.get(("update", table.fullname, keys, is_sqlite(conn)))
+    if stmt is None:
+        if is_sqlite(conn):
+            stmt = update(table).where(table.c.id == bindparam("_id")).values(
+                {k: bindparam("_" + k) for k in keys})
+        else:
+            src = select(_unnest(table.c.id, "_id"), *(_unnest(table.c[k], "_" + k) for k in keys)).subquery("src")
+            stmt = update(table).where(table.c.id == src.c._id).values({k: src.c["_" + k] for k in keys})
+        _STATEMENTS[("update", table.fullname, keys, is_sqlite(conn))] = stmt
+    if is_sqlite(conn):
+        conn.execute(stmt, [{"_" + k: v for k, v in row.items()} for row in rows])
+    else:
+        conn.execute(stmt, {"_" + k: _column_values(conn, table.c[k], rows, k) for k in ("id", *keys)})
+
+
+def _is_json(column) -> bool:
+    return isinstance(column.type, JSON)
+
+
+def _column_values(conn, column, rows: list[dict], key: str) -> list:
+    if not _is_json(column):
+        return [row[key] for row in rows]
+    dumps = getattr(conn.dialect, "_json_serializer", None) or json.dumps
+    return [dumps(row[key]) for row in rows]  # JSON text (None -> null, as the JSON type does)
+
+
+def _unnest(column, name: str | None = None):
+    array = pg.ARRAY(column.type)
+    sent = pg.ARRAY(Text()) if _is_json(column) else array  # JSON goes as its text, cast by the server
+    return func.unnest(cast(bindparam(name or column.key, type_=sent), array)).label(name or column.key)
 
 
 def loaded(model, values: dict[str, Any], **related) -> Any:

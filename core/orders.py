@@ -639,12 +639,12 @@ def _record_batch(ctx, session: Session, channel: str, caller: Caller, items: li
 
 
 def _events(session: Session, events: list[dict]) -> None:
-    """Write the orders' pending changes (a hook's), then their events in one ``executemany`` (no ORM
-    objects: nothing reads them back in the transaction)."""
+    """Write the orders' pending changes (a hook's), then their events in one statement (no ORM objects:
+    nothing reads them back in the transaction)."""
     session.flush()
     if events:
         now = utcnow()
-        session.connection().execute(insert(OrderEvent.__table__), [{**e, "created_at": now} for e in events])
+        bulk.insert_values(session.connection(), OrderEvent.__table__, [{**e, "created_at": now} for e in events])
 
 
 def _changed(ctx, session: Session, orders: dict, refused: dict, old_status, new_status, caller) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -381,8 +381,7 @@ def book_direct(ctx, session: Session, planned: list[tuple[StockLot, int, str, i
                 actor: str) -> list[StockMovement]:
     """Append the ``sale`` movements of :func:`plan_direct` allocations ``(lot, units, reason, order_id)``
     and write the lots' new on-hand (set in memory by :func:`plan_direct`), set-based: one ``UPDATE``
-    ``executemany`` for the lots, one ``INSERT`` ``executemany`` for the movements (Core, not the ORM's
-    unit of work), then ``stock_movement_recorded`` for each movement, in order. The movements handed
+    for the lots, one ``INSERT`` for the movements (Core, not the ORM's unit of work: :mod:`core.bulk`), then ``stock_movement_recorded`` for each movement, in order. The movements handed
     to the hook are persistent ORM objects in ``session`` (built without an INSERT); they are built
     only when some plugin implements the hook. Returns them (an empty list when none were built)."""
     if not planned:
@@ -390,10 +389,8 @@ def book_direct(ctx, session: Session, planned: list[tuple[StockLot, int, str, i
     now = utcnow()
     session.flush()  # the caller's pending rows (an order the movements name) first
     touched = {id(lot): lot for lot, _q, _reason, _order in planned}.values()
-    session.connection().execute(
-        update(StockLot.__table__).where(StockLot.__table__.c.id == bindparam("lot_id"))
-        .values(on_hand=bindparam("on_hand"), updated_at=bindparam("now")),
-        [{"lot_id": lot.id, "on_hand": lot.on_hand, "now": now} for lot in touched])
+    bulk.update_values(session.connection(), StockLot.__table__,
+                       [{"id": lot.id, "on_hand": lot.on_hand, "updated_at": now} for lot in touched])
     for lot in touched:  # what the lots now hold is what the database holds: nothing left to flush
         set_committed_value(lot, "on_hand", lot.on_hand)
         set_committed_value(lot, "updated_at", now)
