@@ -387,13 +387,13 @@ def book_direct(ctx, session: Session, planned: list[tuple[StockLot, int, str, i
     if not planned:
         return []
     now = utcnow()
-    session.flush()  # the caller's pending rows (an order the movements name) first
     touched = {id(lot): lot for lot, _q, _reason, _order in planned}.values()
     bulk.update_values(session.connection(), StockLot.__table__,
                        [{"id": lot.id, "on_hand": lot.on_hand, "updated_at": now} for lot in touched])
     for lot in touched:  # what the lots now hold is what the database holds: nothing left to flush
         set_committed_value(lot, "on_hand", lot.on_hand)
         set_committed_value(lot, "updated_at", now)
+    session.flush()  # the caller's pending rows (an order the movements name), if any
     rows = [{"store_id": lot.store_id, "product_id": lot.product_id, "lot_id": lot.id, "kind": "sale",
              "on_hand_delta": -q, "reserved_delta": 0, "reason": reason, "order_id": order_id, "reference": None,
              "actor": actor, "created_at": now} for lot, q, reason, order_id in planned]
