@@ -497,22 +497,38 @@ def _forget(session: Session, attached: list) -> None:
 
 def _validate_sales(ctx, session: Session, store_id, channel, caller, sales, refused) -> list[tuple]:
     """Check every sale before anything is written (products and customers loaded in two queries);
-    ``refused[i]`` gets the error of each refused one; returns ``[(i, sale, store, resolved)]``."""
-    pids = {l.get("product_id") for sale in sales for l in sale["lines"] or [] if isinstance(l, dict)}
-    pids = [p for p in pids if isinstance(p, int) and not isinstance(p, bool)]
+    ``refused[i]`` gets the error of each refused one; returns ``[(i, sale, store, resolved)]``.
+
+    What :func:`_validate_request` checks per product (exists, active, visible and not refused on
+    ``channel`` for ``caller``) depends on the product, the channel and the caller only: it is asked
+    once for every product of the batch together (:func:`_products_checked`). A sale is then taken
+    as valid when its own parts are plainly right (known customer, 1 to ``MAX_LINES`` lines of
+    distinct checked products, quantities from 1 to ``MAX_QUANTITY``), exactly what
+    :func:`_validate_request` would accept; any other sale (and every sale, when a product of the
+    batch is refused) goes through :func:`_validate_request` itself, for its exact errors."""
+    pids = {p for sale in sales for l in sale["lines"] or [] if isinstance(l, dict)
+            if isinstance(p := l.get("product_id"), int) and not isinstance(p, bool)}
     # loaded once into the identity map (which holds them only while referenced: kept here)
-    loaded = list(session.scalars(select(Product).where(Product.id.in_(pids)))) if pids else []
-    cids = [c for c in {sale.get("customer_id") for sale in sales} if isinstance(c, int) and not isinstance(c, bool)]
+    loaded = list(session.scalars(select(Product).where(Product.id.in_(sorted(pids))))) if pids else []
+    cids = list({c for sale in sales if isinstance(c := sale.get("customer_id"), int) and not isinstance(c, bool)})
+    customers = set()
     if cids:
-        loaded += session.scalars(select(Customer).where(Customer.id.in_(cids))).all()
+        found = session.scalars(select(Customer).where(Customer.id.in_(cids))).all()
+        loaded += found
+        customers = {c.id for c in found}
+    checked = _products_checked(ctx, session, store_id, channel, caller, sorted(pids)) if len(sales) > 1 else None
     items = []
     for i, sale in enumerate(sales):
         lines = sale["lines"]
+        resolved = _plainly_valid(sale, checked[1], customers) if checked is not None else None
         try:
-            store, _info, resolved = _validate_request(
-                ctx, session, store_id, sale.get("customer_id"), channel, "pickup",
-                [{"product_id": l.get("product_id"), "quantity": l.get("quantity")} if isinstance(l, dict) else l
-                 for l in lines], caller, None)
+            if resolved is not None:
+                store = checked[0]
+            else:
+                store, _info, resolved = _validate_request(
+                    ctx, session, store_id, sale.get("customer_id"), channel, "pickup",
+                    [{"product_id": l.get("product_id"), "quantity": l.get("quantity")} if isinstance(l, dict)
+                     else l for l in lines], caller, None)
             for n, ((product, _qty), raw) in enumerate(zip(resolved, lines)):
                 price = raw.get("unit_price_fen", product.price_fen)
                 if isinstance(price, bool) or not isinstance(price, int) or price < 0:
@@ -523,6 +539,47 @@ def _validate_sales(ctx, session: Session, store_id, channel, caller, sales, ref
         items.append((i, sale, store, resolved))
     del loaded
     return items
+
+
+def _products_checked(ctx, session: Session, store_id, channel, caller, pids: list) -> tuple | None:
+    """``(store, {product_id: product})`` when :func:`_validate_request` accepts every product of
+    ``pids`` (in requests of at most ``MAX_LINES`` lines of one unit each) for a staff caller or a
+    terminal; ``None`` when it refuses one, or for a customer (whose own orders it checks apart)."""
+    if not pids or caller.role == "customer":
+        return None
+    products, store = {}, None
+    for start in range(0, len(pids), MAX_LINES):
+        try:
+            store, _info, resolved = _validate_request(
+                ctx, session, store_id, None, channel, "pickup",
+                [{"product_id": pid, "quantity": 1} for pid in pids[start:start + MAX_LINES]], caller, None)
+        except DomainError:
+            return None
+        products.update((product.id, product) for product, _qty in resolved)
+    return store, products
+
+
+def _plainly_valid(sale: dict, products: dict, customers: set) -> list | None:
+    """The sale's ``[(product, quantity)]`` when its parts are plainly right (see :func:`_validate_sales`),
+    else ``None``."""
+    cid = sale.get("customer_id")
+    if cid is not None and (isinstance(cid, bool) or not isinstance(cid, int) or cid not in customers):
+        return None
+    lines = sale["lines"]
+    if not isinstance(lines, list) or not 0 < len(lines) <= MAX_LINES:
+        return None
+    resolved, seen = [], set()
+    for line in lines:
+        if not isinstance(line, dict):
+            return None
+        pid, qty = line.get("product_id"), line.get("quantity")
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid in seen or pid not in products:
+            return None
+        if isinstance(qty, bool) or not isinstance(qty, int) or not 0 < qty <= MAX_QUANTITY:
+            return None
+        seen.add(pid)
+        resolved.append((products[pid], qty))
+    return resolved
 
 
 def _record_batch(ctx, session: Session, channel: str, caller: Caller, items: list[tuple], refused: dict,
