@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 from sqlalchemy import JSON, Text, bindparam, cast, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.orm import Session, attributes, make_transient_to_detached
+from sqlalchemy.orm import Session, attributes, configure_mappers, make_transient_to_detached
 
 from .db import is_sqlite
 
@@ -120,7 +120,10 @@ def loaded(model, values: dict[str, Any], **related) -> Any:
     """An instance of ``model`` as if loaded from a row with ``values`` (all its columns, with ``id``);
     ``related``: relationship values (a list for a collection, an object or ``None`` for a many-to-one),
     set as loaded too. Not yet in a session: see :func:`attach`."""
-    obj = model.__mapper__.class_manager.new_instance()
+    mapper = model.__mapper__
+    if not mapper.configured:  # a query does it, unless none has run yet in this process
+        configure_mappers()
+    obj = mapper.class_manager.new_instance()
     obj.__dict__.update(values)
     for key, value in related.items():
         if isinstance(value, list):

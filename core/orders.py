@@ -442,10 +442,11 @@ def record_sales(ctx, session: Session, *, store_id: int, channel: str, caller: 
     """Record many sales that already happened (an offline terminal's upload), each as :func:`record_sale`
     would, with set-based writes: one query locks the lots of every product sold, FEFO is planned in
     memory under those locks, and orders, lines, allocations, movements and events are inserted with
-    one Core ``executemany`` per table (no ORM unit of work); the lots are updated in one more, and each
+    one Core statement per table (no ORM unit of work); the lots are updated in one more, and each
     status step of all the sales in one ``UPDATE``. The hooks still get ORM objects: the orders (with
-    their lines and allocations) and the movements are made persistent in ``session`` without an
-    INSERT (:mod:`core.bulk`), so that whatever a hook changes on them is flushed as an UPDATE.
+    their lines) and the movements are made persistent in ``session`` without an INSERT
+    (:mod:`core.bulk`), so that whatever a hook changes on them is flushed as an UPDATE; a line's
+    ``allocations`` are loaded on first access.
 
     ``sales``: dicts with ``lines`` and optional ``customer_id``, ``extra``, ``sold_at``, ``payments``,
     ``idempotency_key`` (the keyword arguments of :func:`record_sale`). Every sale gets the order hooks
@@ -634,24 +635,21 @@ def _record_batch(ctx, session: Session, channel: str, caller: Caller, items: li
                                    "expiry": lot.expiry, "quantity": q})
                 planned.append((lot, q, reason, row["id"]))
     bulk.insert_rows(session, OrderAllocation, alloc_rows)
-    # the ORM objects the hooks and the caller get, persistent without an INSERT
+    # the ORM objects the hooks and the caller get, persistent without an INSERT: the orders with
+    # their lines (which every order hook may read); a line's allocations, which no bundled hook
+    # reads, are left unloaded (loaded from the rows above on first access)
     orders: dict[int, Order] = {}
     shortfalls: dict[int, list[dict]] = {}
-    allocs = iter(alloc_rows)
-    new_lines, new_allocs = [], []
+    new_lines = []
     for row, (key, lines, short_list) in zip(order_rows, plans):
-        order_lines = []
-        for product, line_row, taken in lines:
-            line_allocs = [bulk.loaded(OrderAllocation, next(allocs)) for _ in taken]
-            new_allocs += line_allocs
-            order_lines.append(bulk.loaded(OrderLine, line_row, product=product, allocations=line_allocs))
+        order_lines = [bulk.loaded(OrderLine, line_row, product=product) for product, line_row, _taken in lines]
         order = bulk.loaded(Order, row, lines=order_lines, adjustments=[])
         for line in order_lines:
             line.__dict__["order"] = order
         new_lines += order_lines
         orders[key], shortfalls[key] = order, short_list
     attached += orders.values()
-    bulk.attach(session, [*orders.values(), *new_lines, *new_allocs])
+    bulk.attach(session, [*orders.values(), *new_lines])
     attached += stock.book_direct(ctx, session, planned, actor=actor)
 
     events: list[dict] = []
