@@ -11,11 +11,11 @@ receive real, session-attached objects (a change a hook makes is flushed as an U
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any, Iterable
 
-from sqlalchemy import JSON, Text, bindparam, cast, func, insert, select, text, update
-from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session, attributes, configure_mappers, make_transient_to_detached
 
 from .db import is_sqlite
@@ -61,26 +61,36 @@ _STATEMENTS: dict[tuple, Any] = {}
 def insert_values(conn, table, rows: list[dict]) -> None:
     """``INSERT`` ``rows`` (dicts with the same keys, column keys) into ``table`` in one statement.
 
-    PostgreSQL: ``INSERT ... SELECT unnest(:col1), unnest(:col2), ...`` with one array per column, a
-    short statement prepared once (an ``executemany`` is one round of the pipeline per row, and a
-    multi-row ``VALUES`` a new, long SQL text per size that the driver parses again). SQLite (in
-    process, no round trips): ``executemany``."""
+    PostgreSQL: ``INSERT ... SELECT ... FROM json_populate_recordset(NULL::table, :rows)``, the rows
+    sent as one JSON document: a short statement prepared once, one parameter the driver passes as
+    it is (an ``executemany`` is one round of the pipeline per row; a multi-row ``VALUES`` a new, long
+    SQL text per size that the driver parses again; arrays per column are escaped element by element
+    in Python). Values as JSON: times and dates in ISO 8601 with their UTC offset, a JSON column's
+    value nested as it is (``None`` there is SQL NULL). SQLite (in process, no round trips):
+    ``executemany``."""
     if not rows:
         return
     if is_sqlite(conn):
-        conn.execute(insert(table), rows)
+        stmt = _STATEMENTS.get(("insert", table.fullname))
+        if stmt is None:
+            stmt = _STATEMENTS[("insert", table.fullname)] = insert(table)
+        conn.execute(stmt, rows)
         return
     keys = tuple(rows[0])
     stmt = _STATEMENTS.get(("insert", table.fullname, keys))
     if stmt is None:
-        stmt = _STATEMENTS[("insert", table.fullname, keys)] = insert(table).from_select(
-            list(keys), select(*(_unnest(table.c[k]) for k in keys)))
-    conn.execute(stmt, {k: _column_values(conn, table.c[k], rows, k) for k in keys})
+        q = conn.dialect.identifier_preparer
+        cols = ", ".join(q.quote(table.c[k].name) for k in keys)
+        name = q.format_table(table)
+        stmt = _STATEMENTS[("insert", table.fullname, keys)] = text(
+            f"INSERT INTO {name} ({cols}) SELECT {cols} FROM json_populate_recordset(NULL::{name}, CAST(:rows AS json))")
+    conn.execute(stmt, {"rows": _json_rows(table, keys, rows)})
 
 
 def update_values(conn, table, rows: list[dict]) -> None:
     """``UPDATE`` rows of ``table`` by id, each dict ``{"id": ..., column: value, ...}`` (the same keys);
-    one statement on PostgreSQL (``UPDATE ... FROM unnest(...)``), ``executemany`` on SQLite."""
+    one statement on PostgreSQL (``UPDATE ... FROM json_populate_recordset(...)``, see
+    :func:`insert_values`), ``executemany`` on SQLite."""
     if not rows:
         return
     keys = tuple(k for k in rows[0] if k != "id")
@@ -90,30 +100,34 @@ def update_values(conn, table, rows: list[dict]) -> None:
             stmt = update(table).where(table.c.id == bindparam("_id")).values(
                 {k: bindparam("_" + k) for k in keys})
         else:
-            src = select(_unnest(table.c.id, "_id"), *(_unnest(table.c[k], "_" + k) for k in keys)).subquery("src")
-            stmt = update(table).where(table.c.id == src.c._id).values({k: src.c["_" + k] for k in keys})
+            q = conn.dialect.identifier_preparer
+            name = q.format_table(table)
+            sets = ", ".join(f"{q.quote(table.c[k].name)} = src.{q.quote(table.c[k].name)}" for k in keys)
+            stmt = text(f"UPDATE {name} SET {sets} FROM json_populate_recordset(NULL::{name}, CAST(:rows AS json)) "
+                        f"AS src WHERE {name}.id = src.id")
         _STATEMENTS[("update", table.fullname, keys, is_sqlite(conn))] = stmt
     if is_sqlite(conn):
         conn.execute(stmt, [{"_" + k: v for k, v in row.items()} for row in rows])
     else:
-        conn.execute(stmt, {"_" + k: _column_values(conn, table.c[k], rows, k) for k in ("id", *keys)})
+        conn.execute(stmt, {"rows": _json_rows(table, ("id", *keys), rows)})
 
 
-def _is_json(column) -> bool:
-    return isinstance(column.type, JSON)
+def _json_rows(table, keys, rows: list[dict]) -> str:
+    names = {k: table.c[k].name for k in keys}
+    if all(k == n for k, n in names.items()):
+        return json.dumps(rows, default=_json_value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps([{names[k]: row[k] for k in keys} for row in rows], default=_json_value,
+                      separators=(",", ":"), ensure_ascii=False)
 
 
-def _column_values(conn, column, rows: list[dict], key: str) -> list:
-    if not _is_json(column):
-        return [row[key] for row in rows]
-    dumps = getattr(conn.dialect, "_json_serializer", None) or json.dumps
-    return [dumps(row[key]) for row in rows]  # JSON text (None -> null, as the JSON type does)
-
-
-def _unnest(column, name: str | None = None):
-    array = pg.ARRAY(column.type)
-    sent = pg.ARRAY(Text()) if _is_json(column) else array  # JSON goes as its text, cast by the server
-    return func.unnest(cast(bindparam(name or column.key, type_=sent), array)).label(name or column.key)
+def _json_value(value):
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:  # as core.db.UTCDateTime refuses it
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware UTC time")
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def loaded(model, values: dict[str, Any], **related) -> Any:
