@@ -156,8 +156,16 @@ def attach(session: Session, objects: Iterable[Any]) -> None:
     objects = list(objects)
     for obj in objects:
         make_transient_to_detached(obj)
-    for obj in objects:  # an object held by one added before is attached already (cascade)
-        if attributes.instance_state(obj).session_id is None:
+    # what Session.add does for a detached object, without walking its relationships again for
+    # each one (the save-update cascade was a third of the cost; every object is listed anyway)
+    attach_one = getattr(session, "_update_impl", None)
+    for obj in objects:
+        state = attributes.instance_state(obj)
+        if state.session_id is not None:
+            continue
+        if attach_one is not None:
+            attach_one(state)
+        else:  # pragma: no cover - a SQLAlchemy without it: the public way
             session.add(obj)
 
 
