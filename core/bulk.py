@@ -83,7 +83,8 @@ def insert_values(conn, table, rows: list[dict]) -> None:
         cols = ", ".join(q.quote(table.c[k].name) for k in keys)
         name = q.format_table(table)
         stmt = _STATEMENTS[("insert", table.fullname, keys)] = text(
-            f"INSERT INTO {name} ({cols}) SELECT {cols} FROM json_populate_recordset(NULL::{name}, CAST(:rows AS json))")
+            f"INSERT INTO {name} ({cols}) SELECT {cols} "
+            f"FROM json_populate_recordset(NULL::{name}, CAST(:rows AS json))")
     conn.execute(stmt, {"rows": _json_rows(table, keys, rows)})
 
 

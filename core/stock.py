@@ -381,9 +381,10 @@ def book_direct(ctx, session: Session, planned: list[tuple[StockLot, int, str, i
                 actor: str) -> list[StockMovement]:
     """Append the ``sale`` movements of :func:`plan_direct` allocations ``(lot, units, reason, order_id)``
     and write the lots' new on-hand (set in memory by :func:`plan_direct`), set-based: one ``UPDATE``
-    for the lots, one ``INSERT`` for the movements (Core, not the ORM's unit of work: :mod:`core.bulk`), then ``stock_movement_recorded`` for each movement, in order. The movements handed
-    to the hook are persistent ORM objects in ``session`` (built without an INSERT); they are built
-    only when some plugin implements the hook. Returns them (an empty list when none were built)."""
+    for the lots, one ``INSERT`` for the movements (Core, not the ORM's unit of work: :mod:`core.bulk`),
+    then ``stock_movement_recorded`` for each movement, in order. The movements handed to the hook are
+    persistent ORM objects in ``session`` (built without an INSERT); they are built only when some
+    plugin implements the hook. Returns them (an empty list when none were built)."""
     if not planned:
         return []
     now = utcnow()

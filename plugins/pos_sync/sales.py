@@ -324,8 +324,9 @@ def _process(ctx, session: Session, device: PosDevice, part: list, rules: _Rules
 
 
 class _Claim:
-    """A ``pos_sales`` row this chunk inserted (Core ``executemany``), with what :func:`_accept` or
-    :func:`_reject` decide; written back by :func:`_write_claims` in one ``executemany`` per chunk."""
+    """A ``pos_sales`` row this run inserted (one Core statement, :func:`core.bulk.insert_rows`), with
+    what :func:`_accept` or :func:`_reject` decide; written back by :func:`_write_claims` in one
+    statement per run (no ORM object: nothing else reads these rows in the transaction)."""
 
     __slots__ = ("id", "client_sale_id", "status", "reason", "order_id", "total_fen", "flags", "result")
 
@@ -385,10 +386,10 @@ def _run(ctx, session: Session, device: PosDevice, run: list[tuple], rules: _Rul
             existing.attempts += 1
             todo.append((i, existing, sale, merged))
     _evaluate(ctx, session, device, todo, {row.id: i for i, row in fresh.items()}, rules, results)
-    _write_claims(session, list(fresh.values()), rules)
+    _write_claims(session, list(fresh.values()))
 
 
-def _write_claims(session: Session, claims: list[_Claim], rules: _Rules) -> None:
+def _write_claims(session: Session, claims: list[_Claim]) -> None:
     if claims:
         now = utcnow()
         update_values(session.connection(), PosSale.__table__, [

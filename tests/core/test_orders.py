@@ -472,7 +472,8 @@ def test_record_sales_hooks_get_persistent_objects_and_their_changes_are_written
     def changed(session, order, old_status, new_status, caller):
         assert object_session(order) is session and order in session and not session.is_modified(order)
         assert len(order.lines) == 1 and order.lines[0].quantity in (1, 2)  # loaded with the order: no query
-        seen.append((order.id, old_status, new_status, session.scalar(select(Order.status).where(Order.id == order.id))))
+        written = session.scalar(select(Order.status).where(Order.id == order.id))
+        seen.append((order.id, old_status, new_status, written))
         if new_status == "completed":
             order.note = f"seen {len(seen)}"  # a hook's change: written as an UPDATE
 
