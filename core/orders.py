@@ -18,13 +18,14 @@ import json
 import secrets
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, bindparam, func, insert, select, true
+from sqlalchemy import BigInteger, Integer, String, bindparam, func, insert, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from . import audit, catalog, stock
+from . import bulk
 from .auth import Caller
 from .db import utcnow
 from .errors import (Conflict, DomainError, Forbidden, IdempotencyConflict, IllegalTransition, NotFound,
@@ -527,32 +528,34 @@ def record_sale(ctx, session: Session, *, store_id: int, channel: str, lines: li
     A hold (e.g. a prescription not approved) cannot wait for a sale that is
     already made: it refuses the sale. Lines may carry ``unit_price_fen`` (the
     price the terminal charged) and ``lot_no`` (the lot scanned).
-    Raises the :class:`DomainError` that refuses the sale (the caller rolls back
-    what was written); many sales at once: :func:`record_sales`.
+    Raises the :class:`DomainError` that refuses the sale (nothing of it is left
+    written: see :func:`record_sales`); many sales at once: :func:`record_sales`.
     """
     sale = {"lines": lines, "customer_id": customer_id, "extra": extra, "sold_at": sold_at, "payments": payments,
             "idempotency_key": idempotency_key}
-    refused: dict[int, DomainError] = {}
-    items = _validate_sales(ctx, session, store_id, channel, caller, [sale], refused)
-    if not refused:
-        done = _record_batch(ctx, session, channel, caller, items, refused)
-    if refused:
-        raise refused[0]
-    return done[0]
+    done = record_sales(ctx, session, store_id=store_id, channel=channel, caller=caller, sales=[sale])[0]
+    if isinstance(done, DomainError):
+        raise done
+    return done
 
 
 def record_sales(ctx, session: Session, *, store_id: int, channel: str, caller: Caller, sales: list[dict],
                  today: dt.date | None = None) -> list[tuple[Order, list[dict]] | DomainError]:
     """Record many sales that already happened (an offline terminal's upload), each as :func:`record_sale`
     would, with set-based writes: one query locks the lots of every product sold, FEFO is planned in
-    memory under those locks, and orders, lines, allocations, movements and events are inserted in a
-    few ``executemany`` statements; the lots are updated once each.
+    memory under those locks, and orders, lines, allocations, movements and events are inserted with
+    one Core statement per table (no ORM unit of work); the lots are updated in one more, and each
+    status step of all the sales in one ``UPDATE``. The hooks still get ORM objects: the orders (with
+    their lines) and the movements are made persistent in ``session`` without an INSERT
+    (:mod:`core.bulk`), so that whatever a hook changes on them is flushed as an UPDATE; a line's
+    ``allocations`` are loaded on first access.
 
     ``sales``: dicts with ``lines`` and optional ``customer_id``, ``extra``, ``sold_at``, ``payments``,
     ``idempotency_key`` (the keyword arguments of :func:`record_sale`). Every sale gets the order hooks
     one by one in its own order (``stock_movement_recorded`` for its movements, ``order_validate``,
     ``order_hold``, ``order_price_adjustments``, ``order_status_changed`` to ``paid``, then the
-    transitions to ``ready`` and ``completed``), the sales taking each step together.
+    transitions to ``ready`` and ``completed``, each written with its order event before its hooks
+    run), the sales taking each step together.
 
     Returns one entry per sale, in order: ``(order, shortfalls)``, or the :class:`DomainError` that
     refused it, in which case nothing of that sale is written. A sale refused by a hook after the
@@ -564,18 +567,21 @@ def record_sales(ctx, session: Session, *, store_id: int, channel: str, caller: 
     items = _validate_sales(ctx, session, store_id, channel, caller, sales, refused)
     while items:
         vetoed: dict[int, DomainError] = {}
+        attached: list = []
         savepoint = session.begin_nested()
         try:
-            done = _record_batch(ctx, session, channel, caller, items, vetoed, today=today)
+            done = _record_batch(ctx, session, channel, caller, items, vetoed, today=today, attached=attached)
         except BaseException:
             savepoint.rollback()
+            _forget(session, attached)
             raise
         if not vetoed:
             savepoint.commit()
             for key, value in done.items():
                 results[key] = value
             break
-        savepoint.rollback()  # the lots are expired: the next attempt locks and reads them again
+        savepoint.rollback()
+        _forget(session, attached)
         refused.update(vetoed)
         items = [item for item in items if item[0] not in vetoed]
     for key, exc in refused.items():
@@ -583,24 +589,49 @@ def record_sales(ctx, session: Session, *, store_id: int, channel: str, caller: 
     return results
 
 
+def _forget(session: Session, attached: list) -> None:
+    """After a SAVEPOINT rollback: the objects :func:`_record_batch` attached without the unit of work
+    (rows gone) leave the session, and everything else is expired (the lots and orders it updated with
+    Core statements are not known to the session as changed in the SAVEPOINT); the next attempt locks
+    and reads the lots again."""
+    bulk.detach(session, attached)
+    session.expire_all()
+
+
 def _validate_sales(ctx, session: Session, store_id, channel, caller, sales, refused) -> list[tuple]:
     """Check every sale before anything is written (products and customers loaded in two queries);
-    ``refused[i]`` gets the error of each refused one; returns ``[(i, sale, store, resolved)]``."""
-    pids = {l.get("product_id") for sale in sales for l in sale["lines"] or [] if isinstance(l, dict)}
-    pids = [p for p in pids if isinstance(p, int) and not isinstance(p, bool)]
+    ``refused[i]`` gets the error of each refused one; returns ``[(i, sale, store, resolved)]``.
+
+    What :func:`_validate_request` checks per product (exists, active, visible and not refused on
+    ``channel`` for ``caller``) depends on the product, the channel and the caller only: it is asked
+    once for every product of the batch together (:func:`_products_checked`). A sale is then taken
+    as valid when its own parts are plainly right (known customer, 1 to ``MAX_LINES`` lines of
+    distinct checked products, quantities from 1 to ``MAX_QUANTITY``), exactly what
+    :func:`_validate_request` would accept; any other sale (and every sale, when a product of the
+    batch is refused) goes through :func:`_validate_request` itself, for its exact errors."""
+    pids = {p for sale in sales for l in sale["lines"] or [] if isinstance(l, dict)
+            if isinstance(p := l.get("product_id"), int) and not isinstance(p, bool)}
     # loaded once into the identity map (which holds them only while referenced: kept here)
-    loaded = list(session.scalars(select(Product).where(Product.id.in_(pids)))) if pids else []
-    cids = [c for c in {sale.get("customer_id") for sale in sales} if isinstance(c, int) and not isinstance(c, bool)]
+    loaded = list(session.scalars(select(Product).where(Product.id.in_(sorted(pids))))) if pids else []
+    cids = list({c for sale in sales if isinstance(c := sale.get("customer_id"), int) and not isinstance(c, bool)})
+    customers = set()
     if cids:
-        loaded += session.scalars(select(Customer).where(Customer.id.in_(cids))).all()
+        found = session.scalars(select(Customer).where(Customer.id.in_(cids))).all()
+        loaded += found
+        customers = {c.id for c in found}
+    checked = _products_checked(ctx, session, store_id, channel, caller, sorted(pids)) if len(sales) > 1 else None
     items = []
     for i, sale in enumerate(sales):
         lines = sale["lines"]
+        resolved = _plainly_valid(sale, checked[1], customers) if checked is not None else None
         try:
-            store, _info, resolved = _validate_request(
-                ctx, session, store_id, sale.get("customer_id"), channel, "pickup",
-                [{"product_id": l.get("product_id"), "quantity": l.get("quantity")} if isinstance(l, dict) else l
-                 for l in lines], caller, None)
+            if resolved is not None:
+                store = checked[0]
+            else:
+                store, _info, resolved = _validate_request(
+                    ctx, session, store_id, sale.get("customer_id"), channel, "pickup",
+                    [{"product_id": l.get("product_id"), "quantity": l.get("quantity")} if isinstance(l, dict)
+                     else l for l in lines], caller, None)
             for n, ((product, _qty), raw) in enumerate(zip(resolved, lines)):
                 price = raw.get("unit_price_fen", product.price_fen)
                 if isinstance(price, bool) or not isinstance(price, int) or price < 0:
@@ -613,49 +644,115 @@ def _validate_sales(ctx, session: Session, store_id, channel, caller, sales, ref
     return items
 
 
+def _products_checked(ctx, session: Session, store_id, channel, caller, pids: list) -> tuple | None:
+    """``(store, {product_id: product})`` when :func:`_validate_request` accepts every product of
+    ``pids`` (in requests of at most ``MAX_LINES`` lines of one unit each) for a staff caller or a
+    terminal; ``None`` when it refuses one, or for a customer (whose own orders it checks apart)."""
+    if not pids or caller.role == "customer":
+        return None
+    products, store = {}, None
+    for start in range(0, len(pids), MAX_LINES):
+        try:
+            store, _info, resolved = _validate_request(
+                ctx, session, store_id, None, channel, "pickup",
+                [{"product_id": pid, "quantity": 1} for pid in pids[start:start + MAX_LINES]], caller, None)
+        except DomainError:
+            return None
+        products.update((product.id, product) for product, _qty in resolved)
+    return store, products
+
+
+def _plainly_valid(sale: dict, products: dict, customers: set) -> list | None:
+    """The sale's ``[(product, quantity)]`` when its parts are plainly right (see :func:`_validate_sales`),
+    else ``None``."""
+    cid = sale.get("customer_id")
+    if cid is not None and (isinstance(cid, bool) or not isinstance(cid, int) or cid not in customers):
+        return None
+    lines = sale["lines"]
+    if not isinstance(lines, list) or not 0 < len(lines) <= MAX_LINES:
+        return None
+    resolved, seen = [], set()
+    for line in lines:
+        if not isinstance(line, dict):
+            return None
+        pid, qty = line.get("product_id"), line.get("quantity")
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid in seen or pid not in products:
+            return None
+        if isinstance(qty, bool) or not isinstance(qty, int) or not 0 < qty <= MAX_QUANTITY:
+            return None
+        seen.add(pid)
+        resolved.append((products[pid], qty))
+    return resolved
+
+
 def _record_batch(ctx, session: Session, channel: str, caller: Caller, items: list[tuple], refused: dict,
-                  today: dt.date | None = None) -> dict[int, tuple[Order, list[dict]]]:
+                  today: dt.date | None = None, attached: list | None = None) -> dict[int, tuple[Order, list[dict]]]:
     """Write validated sales and run their hooks; a sale a hook refuses lands in ``refused`` (the caller
-    rolls back); returns ``{i: (order, shortfalls)}`` for the others."""
+    rolls back); returns ``{i: (order, shortfalls)}`` for the others. ``attached`` gets the ORM objects
+    made persistent without the unit of work (see :func:`_forget`)."""
     if not items:
         return {}
+    attached = [] if attached is None else attached
     actor = caller.actor
     lots = stock.lock_lots(session, items[0][2].id, {p.id for _i, _s, _st, resolved in items for p, _q in resolved})
-    orders: dict[int, Order] = {}
-    shortfalls: dict[int, list[dict]] = {}
-    planned: list[tuple] = []
+    now = utcnow()
+    order_rows: list[dict] = []
+    plans: list[tuple] = []  # (key, [(product, line row, [(lot, units, reason)])], shortfalls)
     for key, sale, store, resolved in items:
         extra = dict(sale.get("extra") or {})
         if sale.get("payments") is not None:
             extra["payments"] = sale["payments"]
-        when = sale.get("sold_at") or utcnow()
-        order = Order(store_id=store.id, customer_id=sale.get("customer_id"), channel=channel, fulfilment="pickup",
-                      status="paid", idempotency_key=sale.get("idempotency_key"), extra=extra, hold_reasons=[],
-                      created_by=actor, paid_at=when, payment_provider=channel, created_at=when,
-                      subtotal_fen=0, adjustments_fen=0, total_fen=0, lines=[], adjustments=[])
-        short_list, subtotal = [], 0
+        when = sale.get("sold_at") or now
+        lines, short_list, subtotal = [], [], 0
         for i, ((product, qty), raw) in enumerate(zip(resolved, sale["lines"])):
             price = raw.get("unit_price_fen", product.price_fen)
-            line = OrderLine(product=product, product_id=product.id, quantity=qty, unit_price_fen=price,
-                             line_total_fen=price * qty, rx_class=product.rx_class,
-                             product_name=f"{product.generic_name} {product.specification}".strip(), allocations=[])
-            order.lines.append(line)
             taken, short = stock.plan_direct(lots[product.id], qty, lot_no=raw.get("lot_no"), today=today)
-            for lot, q, reason in taken:
-                line.allocations.append(OrderAllocation(lot_id=lot.id, lot_no=lot.lot_no, expiry=lot.expiry, quantity=q))
-                planned.append((lot, q, reason, order))
             if short:
                 short_list.append({"line": i, "product_id": product.id, "short": short})
-            subtotal += line.line_total_fen
-        order.subtotal_fen = order.total_fen = subtotal
-        session.add(order)
+            lines.append((product, {"product_id": product.id, "quantity": qty, "unit_price_fen": price,
+                                    "line_total_fen": price * qty, "rx_class": product.rx_class,
+                                    "product_name": f"{product.generic_name} {product.specification}".strip()},
+                          taken))
+            subtotal += price * qty
+        order_rows.append({"store_id": store.id, "customer_id": sale.get("customer_id"), "channel": channel,
+                           "fulfilment": "pickup", "status": "paid", "subtotal_fen": subtotal, "adjustments_fen": 0,
+                           "total_fen": subtotal, "idempotency_key": sale.get("idempotency_key"),
+                           "request_hash": None, "pickup_code": None, "hold_reasons": [], "extra": extra,
+                           "delivery_address": None, "payment_provider": channel, "payment_reference": None,
+                           "note": None, "expires_at": None, "created_by": actor, "created_at": when,
+                           "updated_at": now, "paid_at": when})
+        plans.append((key, lines, short_list))
+    bulk.insert_rows(session, Order, order_rows)
+    line_rows = []
+    for row, (_key, lines, _short) in zip(order_rows, plans):
+        for _product, line_row, _taken in lines:
+            line_row["order_id"] = row["id"]
+            line_rows.append(line_row)
+    bulk.insert_rows(session, OrderLine, line_rows)
+    alloc_rows, planned = [], []
+    for row, (_key, lines, _short) in zip(order_rows, plans):
+        for _product, line_row, taken in lines:
+            for lot, q, reason in taken:
+                alloc_rows.append({"order_line_id": line_row["id"], "lot_id": lot.id, "lot_no": lot.lot_no,
+                                   "expiry": lot.expiry, "quantity": q})
+                planned.append((lot, q, reason, row["id"]))
+    bulk.insert_rows(session, OrderAllocation, alloc_rows)
+    # the ORM objects the hooks and the caller get, persistent without an INSERT: the orders with
+    # their lines (which every order hook may read); a line's allocations, which no bundled hook
+    # reads, are left unloaded (loaded from the rows above on first access)
+    orders: dict[int, Order] = {}
+    shortfalls: dict[int, list[dict]] = {}
+    new_lines = []
+    for row, (key, lines, short_list) in zip(order_rows, plans):
+        order_lines = [bulk.loaded(OrderLine, line_row, product=product) for product, line_row, _taken in lines]
+        order = bulk.loaded(Order, row, lines=order_lines, adjustments=[])
+        for line in order_lines:
+            line.__dict__["order"] = order
+        new_lines += order_lines
         orders[key], shortfalls[key] = order, short_list
-    stock.number_rows(session, Order, orders.values())
-    stock.number_rows(session, OrderLine, [line for order in orders.values() for line in order.lines])
-    stock.number_rows(session, OrderAllocation, [a for order in orders.values() for line in order.lines
-                                                 for a in line.allocations])
-    session.flush()  # orders, lines, allocations (and the lots' new on-hand)
-    stock.book_direct(ctx, session, [(lot, q, reason, order.id) for lot, q, reason, order in planned], actor=actor)
+    attached += orders.values()
+    bulk.attach(session, [*orders.values(), *new_lines])
+    attached += stock.book_direct(ctx, session, planned, actor=actor)
 
     events: list[dict] = []
     for key in list(orders):
@@ -675,12 +772,14 @@ def _record_batch(ctx, session: Session, channel: str, caller: Caller, items: li
         except DomainError as exc:
             refused[key] = exc
             continue
-        adj_total = sum(int(a["amount_fen"]) for a in adjustments)
-        for adj in adjustments:
-            order.adjustments.append(OrderAdjustment(code=str(adj["code"]), label=str(adj.get("label", adj["code"])),
-                                                     amount_fen=int(adj["amount_fen"])))
-        order.adjustments_fen = adj_total
-        order.total_fen = max(0, order.subtotal_fen + adj_total)
+        if adjustments:
+            adj_total = sum(int(a["amount_fen"]) for a in adjustments)
+            for adj in adjustments:
+                order.adjustments.append(OrderAdjustment(code=str(adj["code"]),
+                                                         label=str(adj.get("label", adj["code"])),
+                                                         amount_fen=int(adj["amount_fen"])))
+            order.adjustments_fen = adj_total
+            order.total_fen = max(0, order.subtotal_fen + adj_total)
         events.append({"order_id": order.id, "old_status": None, "new_status": "paid", "actor": actor,
                        "reason": "sale recorded"})
     # a refusal ends the pass at once (the caller rolls back and writes the others again): the
@@ -697,21 +796,21 @@ def _record_batch(ctx, session: Session, channel: str, caller: Caller, items: li
 
 
 def _events(session: Session, events: list[dict]) -> None:
-    """Write the orders' pending changes, then their events in one ``executemany`` (no ORM objects: nothing
-    reads them back in the transaction)."""
+    """Write the orders' pending changes (a hook's), then their events in one statement (no ORM objects:
+    nothing reads them back in the transaction)."""
     session.flush()
     if events:
         now = utcnow()
-        session.execute(insert(OrderEvent), [{**e, "created_at": now} for e in events])
+        bulk.insert_values(session.connection(), OrderEvent.__table__, [{**e, "created_at": now} for e in events])
 
 
 def _changed(ctx, session: Session, orders: dict, refused: dict, old_status, new_status, caller) -> None:
+    hook = ctx.hook.order_status_changed
     for key, order in orders.items():
         if key in refused:
             continue
         try:
-            ctx.hook.order_status_changed(session=session, order=order, old_status=old_status, new_status=new_status,
-                                          caller=caller)
+            hook(session=session, order=order, old_status=old_status, new_status=new_status, caller=caller)
         except DomainError as exc:
             refused[key] = exc
 
@@ -719,7 +818,8 @@ def _changed(ctx, session: Session, orders: dict, refused: dict, old_status, new
 def _advance(ctx, session: Session, orders: dict, refused: dict, new_status: str, caller: Caller,
              reason: str = "") -> None:
     """:func:`transition` of many recorded sales to ``ready`` or ``completed`` (no stock moves in these):
-    the same checks and hooks per order, one flush for all."""
+    the same checks and hooks per order; the new status of all of them is written in one ``UPDATE``
+    (with their events) before their ``order_status_changed`` hooks run."""
     moved, events = {}, []
     for key, order in orders.items():
         if key in refused:
@@ -735,17 +835,25 @@ def _advance(ctx, session: Session, orders: dict, refused: dict, new_status: str
             refused[key] = Conflict(f"order {order.id} cannot become {new_status}: {'; '.join(vetoes)}",
                                     status_from=old, status_to=new_status)
             continue
-        order.status = new_status
-        order.expires_at = None
         events.append({"order_id": order.id, "old_status": old, "new_status": new_status, "actor": caller.actor,
                        "reason": reason})
         moved[key] = old
+    if moved:
+        session.flush()  # a hook's pending changes first
+        now = utcnow()
+        table = Order.__table__
+        session.connection().execute(update(table).where(table.c.id.in_([orders[k].id for k in moved]))
+                                     .values(status=new_status, expires_at=None, updated_at=now))
+        for key in moved:
+            order = orders[key]
+            for attr, value in (("status", new_status), ("expires_at", None), ("updated_at", now)):
+                set_committed_value(order, attr, value)
     _events(session, events)
+    hook = ctx.hook.order_status_changed
     for key, old in moved.items():
         if key in refused:
             continue
         try:
-            ctx.hook.order_status_changed(session=session, order=orders[key], old_status=old, new_status=new_status,
-                                          caller=caller)
+            hook(session=session, order=orders[key], old_status=old, new_status=new_status, caller=caller)
         except DomainError as exc:
             refused[key] = exc

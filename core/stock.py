@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-from . import audit
+from . import audit, bulk
 from .auth import Caller
 from .db import is_sqlite, utcnow
 from .errors import InsufficientStock, NotFound, ValidationFailed
@@ -483,17 +483,33 @@ def plan_direct(lots: list[StockLot], quantity: int, *, lot_no: str | None = Non
 
 def book_direct(ctx, session: Session, planned: list[tuple[StockLot, int, str, int | None]], *,
                 actor: str) -> list[StockMovement]:
-    """Append the ``sale`` movements of :func:`plan_direct` allocations ``(lot, units, reason, order_id)``:
-    one flush for all of them (the lots' new on-hand with them), then ``stock_movement_recorded`` for each."""
+    """Append the ``sale`` movements of :func:`plan_direct` allocations ``(lot, units, reason, order_id)``
+    and write the lots' new on-hand (set in memory by :func:`plan_direct`), set-based: one ``UPDATE``
+    for the lots, one ``INSERT`` for the movements (Core, not the ORM's unit of work: :mod:`core.bulk`),
+    then ``stock_movement_recorded`` for each movement, in order. The movements handed to the hook are
+    persistent ORM objects in ``session`` (built without an INSERT); they are built only when some
+    plugin implements the hook. Returns them (an empty list when none were built)."""
+    if not planned:
+        return []
     now = utcnow()
-    movements = [StockMovement(store_id=lot.store_id, product_id=lot.product_id, lot_id=lot.id, kind="sale",
-                               on_hand_delta=-q, reserved_delta=0, reason=reason, order_id=order_id,
-                               reference=None, actor=actor, created_at=now) for lot, q, reason, order_id in planned]
-    number_rows(session, StockMovement, movements)
-    session.add_all(movements)
-    session.flush()
+    touched = {id(lot): lot for lot, _q, _reason, _order in planned}.values()
+    bulk.update_values(session.connection(), StockLot.__table__,
+                       [{"id": lot.id, "on_hand": lot.on_hand, "updated_at": now} for lot in touched])
+    for lot in touched:  # what the lots now hold is what the database holds: nothing left to flush
+        set_committed_value(lot, "on_hand", lot.on_hand)
+        set_committed_value(lot, "updated_at", now)
+    session.flush()  # the caller's pending rows (an order the movements name), if any
+    rows = [{"store_id": lot.store_id, "product_id": lot.product_id, "lot_id": lot.id, "kind": "sale",
+             "on_hand_delta": -q, "reserved_delta": 0, "reason": reason, "order_id": order_id, "reference": None,
+             "actor": actor, "created_at": now} for lot, q, reason, order_id in planned]
+    bulk.insert_rows(session, StockMovement, rows)
+    hook = ctx.hook.stock_movement_recorded
+    if not hook.get_hookimpls():
+        return []
+    movements = [bulk.loaded(StockMovement, row) for row in rows]
+    bulk.attach(session, movements)
     for movement in movements:
-        ctx.hook.stock_movement_recorded(session=session, movement=movement)
+        hook(session=session, movement=movement)
     return movements
 
 

@@ -68,7 +68,8 @@ def order_status_changed(session, order, old_status, new_status, caller):
     registry, settings = _context(session)
     actor = caller.actor if caller is not None else "system"
     if new_status == "paid":
-        services.spend(session, order, actor)
+        if old_status is not None:  # an order created paid (a recorded sale) never held points to spend:
+            services.spend(session, order, actor)  # redemption is refused on it (check_redeem_request)
         services.earn(session, settings, order, _online(registry, order.channel), actor)
     elif new_status == "cancelled":
         services.release(session, settings, order, actor)

@@ -17,7 +17,7 @@ in ``pos_sales``, plus a SHA-256 of its normalised content):
   worker timeout) and answers the rest ``deferred``, to be sent again.
 
 Transactions: a batch is cut into chunks of ``[pos_sync] commit_every`` sales
-(default 25), each chunk one transaction that first locks the terminal's row,
+(default 100), each chunk one transaction that first locks the terminal's row,
 so two uploads of one terminal at once take turns chunk by chunk and the
 second sees what the first committed. A chunk is handled set-based: one
 query finds its known sale ids (locked), one INSERT claims the new ones, and
@@ -39,7 +39,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -47,7 +47,7 @@ from core import orders as core_orders
 from core.db import utcnow
 from core.errors import DomainError, ValidationFailed
 from core.models import Product
-from core.stock import number_rows
+from core.bulk import insert_rows, update_values
 
 from . import prices
 from .devices import DeviceRefused, device_caller, get_device
@@ -64,7 +64,7 @@ MAX_LINES = 100
 MAX_QUANTITY = 10_000
 PAYMENT_METHODS = ("cash", "card", "wechat", "alipay", "medical_insurance")
 DEFAULT_DRIFT_SECONDS = 300
-DEFAULT_COMMIT_EVERY = 25
+DEFAULT_COMMIT_EVERY = 100
 DEFAULT_TIME_BUDGET = 20.0  # seconds; under gunicorn's 30 s worker timeout
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _SALE_FIELDS = {"client_sale_id", "device_seq", "sold_at", "lines", "payments", "customer_id", "buyer_id_number",
@@ -285,10 +285,14 @@ def _chunk(ctx, device_id: int, part: list, rules: _Rules) -> list[dict]:
     raise AssertionError("unreachable")
 
 
+_FIND = (select(PosSale).where(PosSale.device_id == bindparam("device_id"),
+                               PosSale.client_sale_id.in_(bindparam("ids", expanding=True)))
+         .with_for_update())  # built once: a chunk's first statement
+
+
 def _find(session: Session, device_id: int, client_sale_ids) -> dict[str, PosSale]:
     return {row.client_sale_id: row for row in session.scalars(
-        select(PosSale).where(PosSale.device_id == device_id, PosSale.client_sale_id.in_(sorted(client_sale_ids)))
-        .with_for_update())}
+        _FIND, {"device_id": device_id, "ids": sorted(client_sale_ids)})}
 
 
 def _one(ctx, session: Session, device: PosDevice, raw, rules: _Rules) -> dict:
@@ -319,6 +323,19 @@ def _process(ctx, session: Session, device: PosDevice, part: list, rules: _Rules
     return results
 
 
+class _Claim:
+    """A ``pos_sales`` row this run inserted (one Core statement, :func:`core.bulk.insert_rows`), with
+    what :func:`_accept` or :func:`_reject` decide; written back by :func:`_write_claims` in one
+    statement per run (no ORM object: nothing else reads these rows in the transaction)."""
+
+    __slots__ = ("id", "client_sale_id", "status", "reason", "order_id", "total_fen", "flags", "result")
+
+    def __init__(self, row_id: int, client_sale_id: str) -> None:
+        self.id, self.client_sale_id = row_id, client_sale_id
+        self.status, self.reason, self.order_id, self.total_fen, self.flags, self.result = \
+            "rejected", "", None, 0, [], {}
+
+
 def _run(ctx, session: Session, device: PosDevice, run: list[tuple], rules: _Rules, results: list) -> None:
     """Sales with distinct ids: one query finds the known ones (locked), one INSERT claims the new ids
     (in a SAVEPOINT: should a twin upload have committed one of them first, UNIQUE refuses it and the
@@ -326,19 +343,20 @@ def _run(ctx, session: Session, device: PosDevice, run: list[tuple], rules: _Rul
     if not run:
         return
     known = _find(session, device.id, [entry[2]["client_sale_id"] for entry in run])
-    fresh: dict[int, PosSale] = {}
+    rows: dict[int, dict] = {}
     for i, _raw, sale, _merged, digest in run:
         if sale["client_sale_id"] not in known:
-            fresh[i] = PosSale(device_id=device.id, store_id=device.store_id, client_sale_id=sale["client_sale_id"],
-                               device_seq=sale["device_seq"], content_hash=digest, status="rejected", reason="",
-                               total_fen=0, sold_at=sale["sold_at"], received_at=rules.received_at,
-                               clock_offset_s=rules.clock_offset_s, flags=[], result={}, attempts=1)
-    if fresh:
+            rows[i] = {"device_id": device.id, "store_id": device.store_id, "client_sale_id": sale["client_sale_id"],
+                       "device_seq": sale["device_seq"], "content_hash": digest, "status": "rejected", "reason": "",
+                       "order_id": None, "total_fen": 0, "sold_at": sale["sold_at"], "received_at": rules.received_at,
+                       "clock_offset_s": rules.clock_offset_s, "flags": [], "result": {}, "attempts": 1,
+                       "updated_at": rules.received_at}
+    fresh: dict[int, _Claim] = {}
+    if rows:
         try:
             with session.begin_nested():
-                number_rows(session, PosSale, fresh.values())
-                session.add_all(fresh.values())
-                session.flush()
+                insert_rows(session, PosSale, list(rows.values()))
+            fresh = {i: _Claim(row["id"], row["client_sale_id"]) for i, row in rows.items()}
         except IntegrityError:
             if len(run) > 1:
                 for entry in run:
@@ -347,7 +365,6 @@ def _run(ctx, session: Session, device: PosDevice, run: list[tuple], rules: _Rul
             known = _find(session, device.id, [run[0][2]["client_sale_id"]])  # a twin upload committed it first
             if not known:
                 raise
-            fresh = {}
     todo = []
     for i, raw, sale, merged, digest in run:
         row = fresh.get(i)
@@ -369,6 +386,15 @@ def _run(ctx, session: Session, device: PosDevice, run: list[tuple], rules: _Rul
             existing.attempts += 1
             todo.append((i, existing, sale, merged))
     _evaluate(ctx, session, device, todo, {row.id: i for i, row in fresh.items()}, rules, results)
+    _write_claims(session, list(fresh.values()))
+
+
+def _write_claims(session: Session, claims: list[_Claim]) -> None:
+    if claims:
+        now = utcnow()
+        update_values(session.connection(), PosSale.__table__, [
+            {"id": c.id, "status": c.status, "reason": c.reason, "order_id": c.order_id, "total_fen": c.total_fen,
+             "flags": c.flags, "result": c.result, "updated_at": now} for c in claims])
 
 
 def _precheck(session: Session, sale: dict, rules: _Rules) -> str | None:

@@ -457,7 +457,10 @@ def on_status_changed(session, settings: Settings, order: Order, old_status, new
             WechatPayment.transaction_id == order.payment_reference)).first()
         if payment is not None:
             _queue_refund(session, order, payment, "order refunded")
-    if new_status == "cancelled" or (new_status == "paid" and order.payment_provider != PROVIDER):
+    # a trade is opened for an order that exists and awaits payment: an order created in this change
+    # (old_status None, e.g. a POS sale recorded as paid) has none to close, so no query for it
+    if old_status is not None and (new_status == "cancelled"
+                                   or (new_status == "paid" and order.payment_provider != PROVIDER)):
         for payment in session.scalars(select(WechatPayment).where(
                 WechatPayment.order_id == order.id, WechatPayment.status.in_(("pending", "creating")))):
             enqueue(session, "wechat.close_trade", {"payment_id": payment.id},

@@ -1,7 +1,7 @@
 import datetime as dt
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from core import orders, stock
 from core.auth import Caller, SYSTEM
@@ -446,3 +446,101 @@ def test_record_sale_refuses_what_a_plugin_would_hold(make_ctx):
             orders.record_sale(ctx, s, store_id=sid, channel="store", caller=CLERK,
                                lines=[{"product_id": pid, "quantity": 1}])
     assert lot_state(ctx, sid, pid) == [(10, 0)]
+
+
+def _sales(pid, n, **kw):
+    return [{"lines": [{"product_id": pid, "quantity": 1, "unit_price_fen": 900}], **kw} for _ in range(n)]
+
+
+def test_record_sales_refuses_each_bad_sale_alone_naming_its_field(ctx):
+    sid, pid, cid = seed(ctx, qty=20)
+    with ctx.transaction() as s:
+        other = product(s).id
+        receive(ctx, s, sid, other, 20)
+        gone = product(s, active=False).id
+    good = {"lines": [{"product_id": pid, "quantity": 1}, {"product_id": other, "quantity": 2}], "customer_id": cid}
+    bad = {
+        1: ({"lines": [{"product_id": pid, "quantity": 1}], "customer_id": 999999}, "customer_id"),
+        2: ({"lines": [{"product_id": pid, "quantity": 1}, {"product_id": pid, "quantity": 1}]}, "lines[1].product_id"),
+        3: ({"lines": [{"product_id": pid, "quantity": 0}]}, "lines[0].quantity"),
+        4: ({"lines": [{"product_id": str(pid), "quantity": 1}]}, "lines[0].product_id"),
+        5: ({"lines": [{"product_id": pid, "quantity": True}]}, "lines[0].quantity"),
+        6: ({"lines": []}, "lines"),
+        7: ({"lines": [{"product_id": pid, "quantity": 1, "unit_price_fen": -1}]}, "lines[0].unit_price_fen"),
+        8: ({"lines": [{"product_id": pid, "quantity": 1}], "customer_id": [cid]}, "customer_id"),
+    }
+    for extra_bad in ({}, {9: ({"lines": [{"product_id": gone, "quantity": 1}]}, "lines[0].product_id")}):
+        cases = {**bad, **extra_bad}  # with an inactive product in the batch every sale is checked on its own
+        sales = [dict(good) if i not in cases else cases[i][0] for i in range(len(cases) + 3)]
+        with ctx.transaction() as s:
+            done = orders.record_sales(ctx, s, store_id=sid, channel="store", caller=CLERK, sales=sales)
+            for i, got in enumerate(done):
+                if i in cases:
+                    assert isinstance(got, ValidationFailed), (i, got)
+                    assert cases[i][1] in [f["field"] for f in got.fields], (i, got.fields)
+                else:
+                    order, short = got
+                    assert (order.status, order.customer_id, short) == ("completed", cid, [])
+                    assert [(line.product_id, line.quantity) for line in order.lines] == [(pid, 1), (other, 2)]
+    with ctx.session() as s:
+        assert stock.verify(s) == []
+
+
+def test_record_sales_hooks_get_persistent_objects_and_their_changes_are_written(make_ctx):
+    from sqlalchemy.orm import object_session
+    seen, movements = [], []
+
+    def changed(session, order, old_status, new_status, caller):
+        assert object_session(order) is session and order in session and not session.is_modified(order)
+        assert len(order.lines) == 1 and order.lines[0].quantity in (1, 2)  # loaded with the order: no query
+        written = session.scalar(select(Order.status).where(Order.id == order.id))
+        seen.append((order.id, old_status, new_status, written))
+        if new_status == "completed":
+            order.note = f"seen {len(seen)}"  # a hook's change: written as an UPDATE
+
+    def moved(session, movement):
+        assert object_session(movement) is session and movement.id is not None
+        movements.append((movement.id, movement.order_id, movement.on_hand_delta))
+
+    ctx = make_ctx(extra_plugins=[make_plugin("watch3", order_status_changed=changed),
+                                  make_plugin("watch4", stock_movement_recorded=moved)])
+    sid, pid, _cid = seed(ctx, qty=100)
+    with ctx.transaction() as s:
+        done = orders.record_sales(ctx, s, store_id=sid, channel="store", caller=CLERK,
+                                   sales=[{"lines": [{"product_id": pid, "quantity": 2}]} for _ in range(3)])
+        ids = [order.id for order, _short in done]
+        assert [a.quantity for order, _ in done for a in order.lines[0].allocations] == [2, 2, 2]
+    # each step written before its hooks ran, in order, for every sale
+    assert [(o, old, new) for o, old, new, _db in seen] == [
+        (oid, old, new) for old, new in ((None, "paid"), ("paid", "ready"), ("ready", "completed")) for oid in ids]
+    assert all(db == new for _o, _old, new, db in seen)
+    assert sorted((o, d) for _m, o, d in movements if o is not None) == [(oid, -2) for oid in ids]
+    with ctx.session() as s:
+        rows = {o.id: o for o in s.scalars(select(Order).where(Order.id.in_(ids)))}
+        assert [rows[oid].note for oid in ids] == ["seen 7", "seen 8", "seen 9"]
+        assert all(rows[oid].status == "completed" for oid in ids)
+        events = s.execute(select(OrderEvent.order_id, OrderEvent.old_status, OrderEvent.new_status)
+                           .where(OrderEvent.order_id.in_(ids)).order_by(OrderEvent.id)).all()
+        assert sorted(map(str, events)) == sorted(str((oid, old, new)) for oid in ids for old, new in
+                                                  ((None, "paid"), ("paid", "ready"), ("ready", "completed")))
+        assert stock.verify(s) == [] and lot_state(ctx, sid, pid) == [(94, 0)]
+
+
+
+def test_record_sales_statements_do_not_grow_with_the_batch(make_ctx):
+    ctx = make_ctx(enabled=["loyalty", "prescription_review", "wechat_channel"])
+    sid, pid, cid = seed(ctx, qty=100)
+
+    def statements(n):
+        count = [0]
+        with ctx.transaction() as s:
+            def tick(*_a, **_k):
+                count[0] += 1
+            event.listen(s.connection(), "before_cursor_execute", tick)
+            done = orders.record_sales(ctx, s, store_id=sid, channel="store", caller=CLERK,
+                                       sales=[{"lines": [{"product_id": pid, "quantity": 1}]} for _ in range(n)])
+            assert all(order.status == "completed" for order, _short in done)
+        return count[0]
+
+    statements(1)  # caches warmed (sequence names, ban list)
+    assert statements(2) == statements(10) <= 20

@@ -274,21 +274,24 @@ def test_a_worker_killed_mid_pos_batch_loses_no_accepted_sale_and_duplicates_non
         engine.dispose()
     else:
         # the batch commits chunk by chunk ([pos_sync] commit_every): the worker is killed as soon as the
-        # first chunk shows (SQLite has no row lock to stop it with)
+        # first chunk shows (SQLite has no row lock to stop it with); the worker is known before that
+        # (a read of pos_sales may wait while a chunk commits: by then the request must not be lost sight of)
         victim = None
         flight = InFlight("POST", url, json=payload, headers=term)
+        deadline = time.monotonic() + 60
+        while victim is None:
+            assert flight.thread.is_alive(), f"the batch ended before it was seen in a worker: {flight.outcome}"
+            assert time.monotonic() < deadline, "no worker ever took the batch"
+            try:
+                victim = worker_serving(server)
+            except AssertionError:  # not accepted yet
+                time.sleep(0.001)
         with raw_engine(ctx).connect() as watch:
-            deadline = time.monotonic() + 60
             while not watch.exec_driver_sql("SELECT 1 FROM pos_sales LIMIT 1").first():
                 assert flight.thread.is_alive(), f"the batch ended before any chunk was seen: {flight.outcome}"
                 assert time.monotonic() < deadline, "no chunk of the batch was ever committed"
-                if victim is None:
-                    try:
-                        victim = worker_serving(server)
-                    except AssertionError:  # not accepted yet
-                        pass
                 time.sleep(0.002)
-        server.kill_worker(victim or worker_serving(server))
+        server.kill_worker(victim)
         outcome = flight.result()
     assert isinstance(outcome, requests.ConnectionError), outcome  # killed while the batch was in progress
     committed = pos_rows(ctx)

@@ -1,0 +1,177 @@
+"""Set-based writes for hot paths (a POS upload): rows inserted with one Core ``executemany`` per
+table, and ORM objects for the same rows made persistent without an INSERT, so that hooks still
+receive real, session-attached objects (a change a hook makes is flushed as an UPDATE).
+
+* :func:`insert_rows` -- insert dicts into a model's table, return their ids in order;
+* :func:`loaded` -- an instance of a model holding given column values, as a query would load it
+  (no constructor, no attribute events: the values are the committed state);
+* :func:`attach` -- make such instances (and the ones they hold in relationships) persistent in a
+  session; :func:`detach` undoes it when the writes are rolled back (a SAVEPOINT), since the
+  session does not know these objects were new in that transaction.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any, Iterable
+
+from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy.orm import Session, attributes, configure_mappers, make_transient_to_detached
+
+from .db import is_sqlite
+
+__all__ = ["insert_rows", "new_ids", "insert_values", "update_values", "loaded", "attach", "detach"]
+
+
+def insert_rows(session: Session, model, rows: list[dict]) -> list[int]:
+    """Insert ``rows`` (each with the same keys: every column but ``id``) into ``model``'s table; return
+    the new ids in the order of ``rows`` and set ``row["id"]``. The session's pending changes are not
+    flushed. The ids are known before the INSERT (:func:`new_ids`), which is then :func:`insert_values`."""
+    if not rows:
+        return []
+    conn = session.connection()
+    ids = new_ids(conn, model.__table__, len(rows))
+    for row, new_id in zip(rows, ids):
+        row["id"] = new_id
+    insert_values(conn, model.__table__, rows)
+    return ids
+
+
+def new_ids(conn, table, n: int) -> list[int]:
+    """``n`` ids for new rows of ``table``. PostgreSQL: from the id column's sequence, in one query.
+    SQLite: the ids SQLite itself would give (max + 1, ...; no table uses AUTOINCREMENT), safe because
+    every SQLite write transaction is ``BEGIN IMMEDIATE``: nobody else inserts until it ends (see
+    :func:`core.stock.number_rows`)."""
+    if is_sqlite(conn):
+        top = conn.execute(select(func.max(table.c.id))).scalar() or 0
+        return list(range(top + 1, top + 1 + n))
+    key = (conn.engine.url.render_as_string(hide_password=True), table.fullname)
+    seq = _SEQUENCES.get(key)
+    if seq is None:
+        seq = _SEQUENCES[key] = conn.execute(text("SELECT pg_get_serial_sequence(:t, 'id')"),
+                                             {"t": table.fullname}).scalar_one()
+    return list(conn.execute(_NEXTVAL, {"seq": seq, "n": n}).scalars())
+
+
+_NEXTVAL = text("SELECT nextval(CAST(:seq AS regclass)) FROM generate_series(1, :n)")
+_SEQUENCES: dict[tuple, str] = {}
+_STATEMENTS: dict[tuple, Any] = {}
+
+
+def insert_values(conn, table, rows: list[dict]) -> None:
+    """``INSERT`` ``rows`` (dicts with the same keys, column keys) into ``table`` in one statement.
+
+    PostgreSQL: ``INSERT ... SELECT ... FROM json_populate_recordset(NULL::table, :rows)``, the rows
+    sent as one JSON document: a short statement prepared once, one parameter the driver passes as
+    it is (an ``executemany`` is one round of the pipeline per row; a multi-row ``VALUES`` a new, long
+    SQL text per size that the driver parses again; arrays per column are escaped element by element
+    in Python). Values as JSON: times and dates in ISO 8601 with their UTC offset, a JSON column's
+    value nested as it is (``None`` there is SQL NULL). SQLite (in process, no round trips):
+    ``executemany``."""
+    if not rows:
+        return
+    if is_sqlite(conn):
+        stmt = _STATEMENTS.get(("insert", table.fullname))
+        if stmt is None:
+            stmt = _STATEMENTS[("insert", table.fullname)] = insert(table)
+        conn.execute(stmt, rows)
+        return
+    keys = tuple(rows[0])
+    stmt = _STATEMENTS.get(("insert", table.fullname, keys))
+    if stmt is None:
+        q = conn.dialect.identifier_preparer
+        cols = ", ".join(q.quote(table.c[k].name) for k in keys)
+        name = q.format_table(table)
+        stmt = _STATEMENTS[("insert", table.fullname, keys)] = text(
+            f"INSERT INTO {name} ({cols}) SELECT {cols} "
+            f"FROM json_populate_recordset(NULL::{name}, CAST(:rows AS json))")
+    conn.execute(stmt, {"rows": _json_rows(table, keys, rows)})
+
+
+def update_values(conn, table, rows: list[dict]) -> None:
+    """``UPDATE`` rows of ``table`` by id, each dict ``{"id": ..., column: value, ...}`` (the same keys);
+    one statement on PostgreSQL (``UPDATE ... FROM json_populate_recordset(...)``, see
+    :func:`insert_values`), ``executemany`` on SQLite."""
+    if not rows:
+        return
+    keys = tuple(k for k in rows[0] if k != "id")
+    stmt = _STATEMENTS.get(("update", table.fullname, keys, is_sqlite(conn)))
+    if stmt is None:
+        if is_sqlite(conn):
+            stmt = update(table).where(table.c.id == bindparam("_id")).values(
+                {k: bindparam("_" + k) for k in keys})
+        else:
+            q = conn.dialect.identifier_preparer
+            name = q.format_table(table)
+            sets = ", ".join(f"{q.quote(table.c[k].name)} = src.{q.quote(table.c[k].name)}" for k in keys)
+            stmt = text(f"UPDATE {name} SET {sets} FROM json_populate_recordset(NULL::{name}, CAST(:rows AS json)) "
+                        f"AS src WHERE {name}.id = src.id")
+        _STATEMENTS[("update", table.fullname, keys, is_sqlite(conn))] = stmt
+    if is_sqlite(conn):
+        conn.execute(stmt, [{"_" + k: v for k, v in row.items()} for row in rows])
+    else:
+        conn.execute(stmt, {"rows": _json_rows(table, ("id", *keys), rows)})
+
+
+def _json_rows(table, keys, rows: list[dict]) -> str:
+    names = {k: table.c[k].name for k in keys}
+    if all(k == n for k, n in names.items()):
+        return json.dumps(rows, default=_json_value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps([{names[k]: row[k] for k in keys} for row in rows], default=_json_value,
+                      separators=(",", ":"), ensure_ascii=False)
+
+
+def _json_value(value):
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:  # as core.db.UTCDateTime refuses it
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware UTC time")
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def loaded(model, values: dict[str, Any], **related) -> Any:
+    """An instance of ``model`` as if loaded from a row with ``values`` (all its columns, with ``id``);
+    ``related``: relationship values (a list for a collection, an object or ``None`` for a many-to-one),
+    set as loaded too. Not yet in a session: see :func:`attach`."""
+    mapper = model.__mapper__
+    if not mapper.configured:  # a query does it, unless none has run yet in this process
+        configure_mappers()
+    obj = mapper.class_manager.new_instance()
+    obj.__dict__.update(values)
+    for key, value in related.items():
+        if isinstance(value, list):
+            attributes.set_committed_value(obj, key, value)
+        else:
+            obj.__dict__[key] = value
+    return obj
+
+
+def attach(session: Session, objects: Iterable[Any]) -> None:
+    """Make ``objects`` (built by :func:`loaded`, their rows already inserted) persistent and clean in
+    ``session`` -- no SQL. Every new object must be listed, parents before the objects they hold
+    (an order, then its lines, then their allocations): a new object reached only through a
+    relationship would be INSERTed again at the next flush. An attribute not given is expired
+    (loaded on first access)."""
+    objects = list(objects)
+    for obj in objects:
+        make_transient_to_detached(obj)
+    # what Session.add does for a detached object, without walking its relationships again for
+    # each one (the save-update cascade was a third of the cost; every object is listed anyway)
+    attach_one = getattr(session, "_update_impl", None)
+    for obj in objects:
+        state = attributes.instance_state(obj)
+        if state.session_id is not None:
+            continue
+        if attach_one is not None:
+            attach_one(state)
+        else:  # pragma: no cover - a SQLAlchemy without it: the public way
+            session.add(obj)
+
+
+def detach(session: Session, objects: Iterable[Any]) -> None:
+    """Take ``objects`` out of ``session`` again (their rows were rolled back with a SAVEPOINT)."""
+    for obj in objects:
+        if obj in session:
+            session.expunge(obj)
