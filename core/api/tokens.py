@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ..auth import STAFF_ROLES, Caller
@@ -82,14 +83,16 @@ _RESOLVE = (
 )
 
 
-def resolve(session: Session, token: str, *, now: dt.datetime | None = None) -> tuple[Caller, str] | None:
+def resolve(bind: Session | Connection, token: str, *, now: dt.datetime | None = None) -> tuple[Caller, str] | None:
     """The caller a bearer token stands for, with the token's hash; ``None`` if it is unknown,
     expired, revoked, or its user was deactivated. A staff token carries the user's
-    current role and store, so a role change applies at once."""
+    current role and store, so a role change applies at once. ``bind`` is a session or a
+    connection (the API passes the request's connection: no session is needed to authenticate)."""
     if len(token) > 200:
         return None
     digest = token_hash(token)
-    row = session.connection().execute(_RESOLVE, {"digest": digest}).first()
+    conn = bind if isinstance(bind, Connection) else bind.connection()
+    row = conn.execute(_RESOLVE, {"digest": digest}).first()
     now = now or utcnow()
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         return None

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from ... import catalog
 from ...errors import NotFound, ValidationFailed
-from ...models import Product
 from ..operations import EVERYONE, operation
 from ..pagination import decode_cursor, page_body
 from ..schemas import ChannelQuery, ProductCreate, ProductOut, ProductPage, ProductQuery, ProductUpdate
-from .common import get_or_404
 
 __all__ = ["Products", "ProductItem", "ProductDeactivate", "read_channel"]
 
@@ -73,8 +71,8 @@ class ProductItem:
     def on_get(self, req, resp, product_id):
         caller, registry = req.context.caller, req.context.ctx.registry
         channel = read_channel(req, req.context.query.channel)
-        product = get_or_404(req.context.session, Product, product_id, "product")
-        if not catalog.visible(registry, product, channel, caller):
+        product = catalog.get_product(req.context.session, product_id, connection=req.context.connection)
+        if product is None or not catalog.visible(registry, product, channel, caller):
             raise NotFound(f"product {product_id} does not exist")
         resp.media = catalog.serialize_product(registry, product, channel, caller)
 
