@@ -19,7 +19,7 @@ from .listing import Page, keyset, like_pattern
 from .models import RX_CLASSES, Product
 
 __all__ = ["APPROVAL_NUMBER_RE", "validate_product_fields", "create_product", "update_product",
-           "serialize_product", "visible", "get_product", "sale_refusals", "PRODUCT_FIELDS", "RX_NOTICE", "list_products"]
+           "serialize_product", "visible", "get_product", "PRODUCT_COLUMNS", "sale_refusals", "PRODUCT_FIELDS", "RX_NOTICE", "list_products"]
 
 #: 国药准字 + class letter (H chemical, Z TCM, S biological, J/B/T/F others),
 #: optional J (imported) / C (HK, Macao, Taiwan), then 8 digits.
@@ -144,12 +144,14 @@ def update_product(session: Session, product_id: int, data: dict[str, Any], call
 
 _MAPPER = sa_inspect(Product)
 _KEYS = tuple(prop.key for prop in _MAPPER.column_attrs)
-#: every mapped column of one product, in the order of ``_KEYS``
-_BY_ID = select(*(prop.columns[0] for prop in _MAPPER.column_attrs)).where(
-    Product.__table__.c.id == bindparam("pk"))
+#: every mapped column of a product, in the order of ``_KEYS``
+PRODUCT_COLUMNS = tuple(prop.columns[0] for prop in _MAPPER.column_attrs)
+_BY_ID = select(*PRODUCT_COLUMNS).where(Product.__table__.c.id == bindparam("pk"))
+_ID = _KEYS.index("id")
 
 
-def get_product(session: Session, product_id: int, *, connection: Connection | None = None) -> Product | None:
+def get_product(session: Session, product_id: int, *, connection: Connection | None = None,
+                values: tuple | None = None) -> Product | None:
     """Product ``product_id`` as ``session`` holds it, or ``None`` when there is none.
 
     Not yet in the session, it is read with one Core statement on ``connection``
@@ -158,16 +160,21 @@ def get_product(session: Session, product_id: int, *, connection: Connection | N
     instance, exactly as ``session.get`` would have loaded it: hooks receive a product
     whose ``object_session`` is the read's session. The ORM's query machinery (compiling
     the ORM statement, the loading context) was about a third of a product read.
+    ``values`` is the row already read (:data:`PRODUCT_COLUMNS` order, all ``None`` when
+    there is no such product), e.g. with the bearer token (:class:`core.api.tokens.Prefetch`).
     """
     held = session.identity_map.get(_MAPPER.identity_key_from_primary_key((product_id,)))
     if held is not None:
         return held
-    conn = connection if connection is not None else session.connection()
-    row = conn.execute(_BY_ID, {"pk": product_id}).first()
-    if row is None:
+    if values is None:
+        conn = connection if connection is not None else session.connection()
+        values = conn.execute(_BY_ID, {"pk": product_id}).first()
+        if values is None:
+            return None
+    elif values[_ID] != product_id:  # no such product (all NULL): or a row of another id, never used
         return None
     product = _MAPPER.class_manager.new_instance()
-    attributes.instance_state(product).dict.update(zip(_KEYS, row))  # the loaded (committed) values
+    attributes.instance_state(product).dict.update(zip(_KEYS, values))  # the loaded (committed) values
     make_transient_to_detached(product)  # its identity key, nothing pending or expired
     session.add(product)  # persistent in the session, as if loaded by it
     return product

@@ -36,6 +36,7 @@ class RequestContext:
         self.operation = None
         self.body = None
         self.query = None
+        self.prefetched: tuple | None = None  # the operation's Prefetch row, read with the token
         self.failed = False
         self.writes = True  # whether the unit commits (set from the operation before first use)
         self._stack: ExitStack | None = None  # a writing unit: the transaction's context manager
@@ -259,7 +260,9 @@ class AuthMiddleware:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("the Authorization header must be 'Bearer <token>'")
-        resolved = tokens.resolve(req.context.connection, token.strip())
+        rc = req.context
+        prefetch = op.prefetch if not rc.writes else None  # a read-only unit's row, read in the token's statement
+        resolved, rc.prefetched = tokens.resolve_with(rc.connection, token.strip(), prefetch, params)
         if resolved is None:
             raise Unauthorized("the token is invalid, expired or revoked")
         req.context.caller, req.context.token_hash = resolved

@@ -76,9 +76,9 @@ def _statements(engine):
     return seen, lambda: event.remove(engine, "before_cursor_execute", listener)
 
 
-def test_product_read_is_two_statements_on_one_pool_checkout(api):
-    """GET /products/{id}: the token with its user, then the product, on the one connection the
-    request checked out; no transaction, and no statement on the writing engine."""
+def test_product_read_is_one_statement_on_one_pool_checkout(api):
+    """GET /products/{id}: the token with its user and the product in one statement (Prefetch), on
+    the one connection the request checked out; no transaction, no statement on the writing engine."""
     created = api.post("/api/v1/products", json={"sku": "RP-1", "generic_name": "布洛芬", "approval_number": "国药准字H10900089",
                                                  "rx_class": "otc_a", "price_fen": 100}).json
     checkouts = []
@@ -89,14 +89,43 @@ def test_product_read_is_two_statements_on_one_pool_checkout(api):
     try:
         got = api.get(f"/api/v1/products/{created['id']}", role="clerk")
         missing = api.get("/api/v1/products/999999", role="clerk")
+        refused = api.get(f"/api/v1/products/{created['id']}", role=None,
+                          headers={"Authorization": "Bearer not-a-token"})
     finally:
         stop_read(), stop_written()
         event.remove(api.ctx.engine.pool, "checkout", on_checkout)
     assert got.status_code == 200 and got.json == created
-    assert missing.status_code == 404
-    assert [s.split()[0].upper() for s in read] == ["SELECT"] * 4 and written == []
-    assert "api_tokens" in read[0] and "FROM products" in read[1]
-    assert len(checkouts) == 2  # one per request
+    assert missing.status_code == 404 and refused.status_code == 401 and "RP-1" not in refused.text
+    assert [s.split()[0].upper() for s in read] == ["SELECT"] * 3 and written == []
+    assert all("api_tokens" in s and "products" in s for s in read)
+    assert len(checkouts) == 3  # one per request
+
+
+def test_a_prefetched_product_is_the_same_answer_as_a_read_one(api):
+    """Every role and channel gets from the one-statement read what the separate read gives."""
+    from core.api.resources import products as resource
+    created = api.post("/api/v1/products", json={"sku": "RP-3", "generic_name": "阿莫西林胶囊", "approval_number": "国药准字H10900089",
+                                                 "rx_class": "rx", "price_fen": 900, "package_insert": "全文"}).json
+    banned = api.post("/api/v1/products", json={"sku": "RP-4", "generic_name": "复方甘草片", "approval_number": "国药准字H10900089",
+                                                "rx_class": "otc_a", "price_fen": 300, "online_banned": True}).json
+    cases = [(role, pid, channel) for role in ("admin", "clerk", "customer") for pid in (created["id"], banned["id"], 424242)
+             for channel in (None, "web", "store")]
+
+    def answers():
+        out = []
+        for role, pid, channel in cases:
+            r = api.get(f"/api/v1/products/{pid}", role=role, params={"channel": channel} if channel else None)
+            out.append((r.status_code, r.json if r.status_code == 200 else r.json["type"]))
+        return out
+    with_prefetch = answers()
+    op = resource.ProductItem.on_get.__pharmo2o_operation__
+    try:
+        object.__setattr__(op, "prefetch", None)
+        without = answers()
+    finally:
+        object.__setattr__(op, "prefetch", resource.PRODUCT_PREFETCH)
+    assert with_prefetch == without
+    assert {s for s, _ in with_prefetch} == {200, 404, 422}
 
 
 def test_get_product_attaches_as_if_the_session_had_loaded_it(ctx):
