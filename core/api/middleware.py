@@ -3,9 +3,9 @@ request's transaction, body size, and authentication/authorization."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 import weakref
 from contextlib import ExitStack, contextmanager
 
@@ -187,7 +187,7 @@ class RequestIdMiddleware:
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         incoming = req.get_header("X-Request-Id")
-        req.context.request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        req.context.request_id = incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         req.context.api = self.api
         req.context.ctx = self.api.ctx
         req.context.started = time.perf_counter()

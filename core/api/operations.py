@@ -218,11 +218,12 @@ def _parse_body(model: type[BaseModel], raw: bytes) -> BaseModel:
 
 
 def _parse_query(model: type[BaseModel], req: falcon.Request) -> BaseModel:
-    bad = nul_fields(dict(req.params))
+    params = dict(req.params)
+    bad = nul_fields(params) if params else None
     if bad:
         _raise_fields(bad, BadQuery)
     try:
-        return model.model_validate(dict(req.params))
+        return model.model_validate(params)
     except ValidationError as exc:
         _raise_fields(pydantic_fields(exc), BadQuery)
 
