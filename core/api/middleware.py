@@ -120,6 +120,27 @@ def _refuse_writes_no_params(cursor, statement, context) -> None:  # do_execute_
     _check_read(statement, context)
 
 
+class _ReadEngine(Engine):
+    """An engine over another engine's pool and dialect, without its connection events.
+
+    The pool is always the other engine's current one (as with an
+    ``execution_options`` engine): after ``engine.dispose()`` both use the new pool.
+    """
+
+    def __init__(self, engine: Engine, **options) -> None:
+        self._proxied = engine
+        super().__init__(engine.pool, engine.dialect, engine.url, logging_name=engine.logging_name,
+                         echo=engine.echo, hide_parameters=engine.hide_parameters, **options)
+
+    @property
+    def pool(self):
+        return self._proxied.pool
+
+    @pool.setter
+    def pool(self, pool) -> None:
+        self._proxied.pool = pool
+
+
 def read_engine(engine: Engine) -> Engine:
     """The engine of read-only units: ``engine``'s pool and dialect, no transaction (cached per engine).
 
@@ -141,8 +162,7 @@ def read_engine(engine: Engine) -> Engine:
     """
     ro = _READ_ENGINES.get(engine)
     if ro is None:
-        ro = Engine(engine.pool, engine.dialect, engine.url, logging_name=engine.logging_name, echo=engine.echo,
-                    hide_parameters=engine.hide_parameters, execution_options={_REFUSE: True})
+        ro = _ReadEngine(engine, execution_options={_REFUSE: True})
         if not getattr(engine.dialect, "_pharmo2o_refuses_writes", False):
             event.listen(engine.dialect, "do_execute", _refuse_writes)
             event.listen(engine.dialect, "do_executemany", _refuse_writes)

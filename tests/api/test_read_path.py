@@ -246,3 +246,13 @@ def test_direct_hook_leaves_wrappers_and_tracing_to_pluggy():
     assert direct2(value=5) == [5] and calls == ["probe"]
     undo()
     assert direct2(value=6) == [6] and calls == ["probe"]
+
+
+def test_the_read_engine_follows_the_engines_pool(ctx):
+    """After ctx.engine.dispose() (a new pool), read-only units use the new pool, not the disposed one."""
+    ro = read_engine(ctx.engine)
+    assert ro.pool is ctx.engine.pool and ro.dialect is ctx.engine.dialect
+    ctx.engine.dispose()
+    assert ro.pool is ctx.engine.pool
+    with read_unit(ctx) as s:
+        assert s.scalar(select(func.count()).select_from(Store)) >= 0
