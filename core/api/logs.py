@@ -10,6 +10,7 @@ __all__ = ["JsonFormatter", "configure_logging", "logging_dict"]
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 _SECRET_KEYS = {"authorization", "password", "token", "cookie"}
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 class JsonFormatter(logging.Formatter):
@@ -30,7 +31,7 @@ class JsonFormatter(logging.Formatter):
             out[key] = "[redacted]" if key.lower() in _SECRET_KEYS else value
         if record.exc_info:
             out["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False, default=str)
+        return _ENCODER.encode(out)  # json.dumps(out, ensure_ascii=False, default=str), its encoder built once
 
 
 def logging_dict(level: str = "INFO") -> dict:
