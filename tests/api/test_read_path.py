@@ -256,3 +256,27 @@ def test_the_read_engine_follows_the_engines_pool(ctx):
     assert ro.pool is ctx.engine.pool
     with read_unit(ctx) as s:
         assert s.scalar(select(func.count()).select_from(Store)) >= 0
+
+
+def test_token_expiry_and_revocation_are_exact_in_sql(api):
+    """The live-token checks run in the statement: valid until the microsecond it expires, never after,
+    and a revoked token is refused on its next lookup, product prefetch or not."""
+    import datetime as dt
+
+    from core.api.resources.products import PRODUCT_PREFETCH
+    from core.models import User
+    with api.ctx.transaction() as s:
+        issued = tokens.issue_user_token(s, s.get(User, api.user_ids["clerk"]), dt.timedelta(hours=1))
+    at, tick = issued.expires_at, dt.timedelta(microseconds=1)
+    with read_unit(api.ctx) as s:
+        assert tokens.resolve(s, issued.token, now=at - tick) is not None
+        assert tokens.resolve(s, issued.token, now=at) is None
+        assert tokens.resolve(s, issued.token, now=at + tick) is None
+        assert tokens.resolve_with(s, issued.token, PRODUCT_PREFETCH, {"product_id": 1}, now=at) == (None, None)
+        assert tokens.resolve_with(s, issued.token, PRODUCT_PREFETCH, {"product_id": 1}, now=at - tick)[0] is not None
+    with api.ctx.transaction() as s:
+        assert tokens.revoke(s, tokens.token_hash(issued.token))
+    with read_unit(api.ctx) as s:
+        assert tokens.resolve(s, issued.token, now=at - tick) is None
+    r = api.client.simulate_get("/api/v1/products/1", headers={"Authorization": f"Bearer {issued.token}"})
+    assert r.status_code == 401
