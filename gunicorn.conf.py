@@ -8,13 +8,14 @@ variables. Each worker builds its own database engine after the fork.
 import os
 
 from core.api.logs import logging_dict
-from core.api.server import GUNICORN_DEFAULTS
+from core.api.server import GUNICORN_DEFAULTS, LOGGER_CLASS
 
 wsgi_app = "core.api.wsgi:application"
 bind = [os.environ.get("PHARMO2O_BIND", "127.0.0.1:8000")]
 workers = int(os.environ.get("PHARMO2O_WORKERS", "2"))
 loglevel = os.environ.get("PHARMO2O_LOG_LEVEL", "info")
 logconfig_dict = logging_dict(loglevel.upper())
+logger_class = LOGGER_CLASS  # builds gunicorn's own access line only when gunicorn.access would write it
 preload_app = False
 proc_name = "pharmo2o"
 

@@ -83,10 +83,9 @@ def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # pragma: no cover - trivial
         # readers (Context.session) need no write lock: WAL lets them run beside a writer; the API's
-        # read-only requests (core.api.middleware.read_unit) run without a transaction at all
+        # read-only requests (core.api.middleware.read_engine) run without a transaction at all
+        # (their engine has no connection events: this listener does not see them)
         opts = conn.get_execution_options()
-        if opts.get("pharmo2o_autocommit_reads"):
-            return
         conn.exec_driver_sql("BEGIN" if opts.get("pharmo2o_readonly") else "BEGIN IMMEDIATE")
 
 

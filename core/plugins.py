@@ -159,6 +159,106 @@ def topological_order(manifests: dict[str, Manifest]) -> list[str]:
     return order
 
 
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, counting the changes that alter how a hook is called (``generation``):
+    registering or unregistering a plugin, adding hookspecs, starting or stopping call monitoring.
+    :class:`DirectHook` rebuilds its call plan only when the count moved."""
+
+    generation = 0
+
+    def _changed(self) -> None:
+        self.generation += 1
+
+    def register(self, plugin, name=None):
+        try:
+            return super().register(plugin, name)
+        finally:
+            self._changed()
+
+    def unregister(self, plugin=None, name=None):
+        try:
+            return super().unregister(plugin, name)
+        finally:
+            self._changed()
+
+    def add_hookspecs(self, module_or_class) -> None:
+        try:
+            super().add_hookspecs(module_or_class)
+        finally:
+            self._changed()
+
+    def set_blocked(self, name: str) -> None:
+        try:
+            super().set_blocked(name)
+        finally:
+            self._changed()
+
+    def add_hookcall_monitoring(self, before, after):
+        undo = super().add_hookcall_monitoring(before, after)
+        self._changed()
+
+        def undo_and_count() -> None:
+            undo()
+            self._changed()
+        return undo_and_count
+
+
+class DirectHook:
+    """Calls every implementation of one hook as pluggy does, without pluggy's per-call machinery.
+
+    The answers are pluggy's: the implementations in pluggy's order (the last
+    registered first, after ``tryfirst``/``trylast``), ``None`` answers dropped, an
+    exception propagated as it is. On a hot read hook (``product_visible``, called
+    for every product read) pluggy's own work per call (argument checks, copying the
+    implementation list, the multicall loop with its wrapper bookkeeping) costs
+    more than the implementations. Whenever calling directly could differ, the call
+    goes through pluggy: an implementation is a (hook)wrapper or takes optional
+    arguments, the hook is historic, ``firstresult`` or has spec defaults, the
+    manager is traced (``add_hookcall_monitoring``), or it is not a
+    :class:`PluginManager` (which says when its plugins change: the plan is
+    rebuilt then, so a plugin registered later takes part at once).
+    """
+
+    __slots__ = ("_pm", "_name", "_generation", "_plan")
+
+    def __init__(self, pm: pluggy.PluginManager, name: str) -> None:
+        self._pm = pm
+        self._name = name
+        self._generation = -1
+        self._plan: list | None = None  # [(function, argnames)] in call order; None: through pluggy
+
+    def _make_plan(self) -> list | None:
+        caller = getattr(self._pm.hook, self._name)
+        spec = caller.spec
+        if spec is None or caller.is_historic() or spec.opts.get("firstresult") or spec.kwargnames:
+            return None
+        if getattr(self._pm, "_inner_hookexec", None) is not getattr(self._pm, "_pharmo2o_plain_hookexec", None):
+            return None  # traced or monitored: every call goes through pluggy
+        impls = caller.get_hookimpls()
+        if any(i.hookwrapper or i.wrapper or i.kwargnames for i in impls):
+            return None
+        return [(i.function, i.argnames) for i in reversed(impls)]
+
+    def __call__(self, **kwargs) -> list:
+        generation = getattr(self._pm, "generation", None)
+        if generation != self._generation or generation is None:
+            self._plan = self._make_plan() if generation is not None else None
+            self._generation = generation
+        plan = self._plan
+        if plan is None:
+            return getattr(self._pm.hook, self._name)(**kwargs)
+        results = []
+        for function, argnames in plan:
+            try:
+                args = [kwargs[name] for name in argnames]
+            except KeyError as exc:
+                raise pluggy.HookCallError(f"hook call must provide argument {exc.args[0]!r}") from exc
+            answer = function(*args)
+            if answer is not None:
+                results.append(answer)
+        return results
+
+
 @dataclass
 class PluginRegistry:
     """The loaded plugin set of one process."""
@@ -170,6 +270,7 @@ class PluginRegistry:
     license: object | None = None  # core.licensing.License when configured
     license_state: str = "none"  # none | valid | expired
     warnings: list[str] = field(default_factory=list)
+    _direct: dict[str, DirectHook] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def hook(self):
@@ -202,9 +303,17 @@ class PluginRegistry:
             })
         return rows
 
+    def call(self, hook_name: str, **kwargs) -> list:
+        """``registry.hook.<hook_name>(**kwargs)``: every implementation's answer that is not
+        ``None``, in pluggy's order, called directly where that is the same (:class:`DirectHook`)."""
+        direct = self._direct.get(hook_name)
+        if direct is None:
+            direct = self._direct[hook_name] = DirectHook(self.pm, hook_name)
+        return direct(**kwargs)
+
     def collect(self, hook_name: str, **kwargs) -> list:
         """Call a hook and drop the ``None`` answers."""
-        return [r for r in getattr(self.pm.hook, hook_name)(**kwargs) if r is not None]
+        return self.call(hook_name, **kwargs)
 
     def merged_dict(self, hook_name: str, what: str, **kwargs) -> dict:
         """Call a dict-returning hook and merge, refusing a key claimed twice."""
@@ -293,8 +402,9 @@ def _named_hooks(plugin: object, name: str) -> object:
 
 
 def make_plugin_manager() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm = PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
+    pm._pharmo2o_plain_hookexec = getattr(pm, "_inner_hookexec", None)  # untraced (see DirectHook)
     return pm
 
 

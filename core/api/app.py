@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import inspect
 import json
 import logging
@@ -20,6 +19,7 @@ from typing import Any
 
 import falcon
 import falcon.routing
+import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
 
 from ..errors import PluginError
@@ -163,9 +163,18 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def _dumps(value: Any) -> bytes:
+    """JSON of a response body: orjson (datetimes as ISO 8601, as ``isoformat`` writes them; the rest
+    through :func:`_json_default`); what orjson refuses and json writes (an integer beyond 64 bits)
+    goes through json, so a body renders as it did before."""
+    try:
+        return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, default=_json_default).encode()
+
+
 def _media_handlers(app: falcon.App) -> None:
-    handler = falcon.media.JSONHandler(
-        dumps=functools.partial(json.dumps, ensure_ascii=False, default=_json_default), loads=json.loads)
+    handler = falcon.media.JSONHandler(dumps=_dumps, loads=json.loads)
     for media in (falcon.MEDIA_JSON, PROBLEM_JSON):
         app.req_options.media_handlers[media] = handler
         app.resp_options.media_handlers[media] = handler

@@ -10,6 +10,7 @@ __all__ = ["JsonFormatter", "configure_logging", "logging_dict"]
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 _SECRET_KEYS = {"authorization", "password", "token", "cookie"}
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 class JsonFormatter(logging.Formatter):
@@ -24,13 +25,13 @@ class JsonFormatter(logging.Formatter):
             "ts": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname, "logger": record.name, "msg": record.getMessage(),
         }
-        for key, value in vars(record).items():
-            if key in _STANDARD or key.startswith("_"):
+        for key, value in record.__dict__.items():
+            if key in _STANDARD or key[:1] == "_":
                 continue
             out[key] = "[redacted]" if key.lower() in _SECRET_KEYS else value
         if record.exc_info:
             out["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False, default=str)
+        return _ENCODER.encode(out)  # json.dumps(out, ensure_ascii=False, default=str), its encoder built once
 
 
 def logging_dict(level: str = "INFO") -> dict:

@@ -9,16 +9,18 @@ worker.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from typing import Any
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from ..config import load_config
 from ..context import Context
 from .logs import logging_dict
 
-__all__ = ["serve", "PharmoApplication", "GUNICORN_DEFAULTS"]
+__all__ = ["serve", "PharmoApplication", "GUNICORN_DEFAULTS", "GunicornLogger", "LOGGER_CLASS"]
 
 #: the settings ``serve`` and ``gunicorn.conf.py`` share
 GUNICORN_DEFAULTS: dict[str, Any] = {
@@ -34,6 +36,26 @@ GUNICORN_DEFAULTS: dict[str, Any] = {
     # instances on one host would take it from each other, and nothing here uses it
     "control_socket_disable": True,
 }
+
+
+class GunicornLogger(glogging.Logger):
+    """gunicorn's logger, less the access line nobody reads.
+
+    The app writes its own JSON access line with the request id
+    (:mod:`core.api.middleware`) and ``gunicorn.access`` sits at WARNING
+    (:func:`core.api.logs.logging_dict`), yet because a logging configuration is
+    given gunicorn builds its access line (a dozen atoms: dates, addresses,
+    headers) for every request and then drops it: about a twentieth of a product
+    read. Built only when the ``gunicorn.access`` logger would write it.
+    """
+
+    def access(self, resp, req, environ, request_time) -> None:
+        if self.access_log.isEnabledFor(logging.INFO):
+            super().access(resp, req, environ, request_time)
+
+
+#: ``logger_class`` of ``serve`` and ``gunicorn.conf.py`` (they give a logging configuration)
+LOGGER_CLASS = f"{__name__}.GunicornLogger"
 
 
 class PharmoApplication(BaseApplication):
@@ -67,7 +89,7 @@ def serve(config_path: str | None, bind: str, workers: int, *, timeout: int | No
     check = Context.create(load_config(config_path))  # fail before forking: bad config, plugins, license
     check.dispose()
     options = dict(GUNICORN_DEFAULTS, bind=[bind], workers=workers, loglevel=log_level,
-                   logconfig_dict=logging_dict(log_level.upper()), preload_app=False,
+                   logconfig_dict=logging_dict(log_level.upper()), logger_class=LOGGER_CLASS, preload_app=False,
                    proc_name="pharmo2o")
     if timeout is not None:
         options["timeout"] = timeout

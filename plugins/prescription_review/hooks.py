@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+import weakref
+
 from sqlalchemy.orm import object_session
 
 from core import hookimpl
@@ -22,36 +24,35 @@ from . import banlist, services
 from .reasons import HOLD_REASON
 from .settings import settings_of
 
-_ONLINE_KEY = "prescription_review.online_channels"
+#: the online channels of each plugin manager: registrations fixed when the plugins are loaded
+#: (like routes), so asked once per process rather than once per product read
+_ONLINE: "weakref.WeakKeyDictionary[object, frozenset[str]]" = weakref.WeakKeyDictionary()
 
 
-def _online(registry, session, channel: str) -> bool:
-    cache = session.info.get(_ONLINE_KEY) if session is not None else None
+def _online(registry, channel: str) -> bool:
+    cache = _ONLINE.get(registry.pm)
     if cache is None:
-        cache = {name for name, info in channels(registry).items() if info.get("online")}
-        if session is not None:
-            session.info[_ONLINE_KEY] = cache
+        cache = _ONLINE[registry.pm] = frozenset(name for name, info in channels(registry).items() if info.get("online"))
     return channel in cache
 
 
 def _product_context(product):
-    """``(session, registry, settings)`` of the unit of work that loaded ``product``."""
+    """``(session, ctx)`` of the unit of work that loaded ``product`` (``(None, None)`` when detached)."""
     session = object_session(product)
     if session is None:
-        return None, None, None
-    ctx = context_of(session)
-    return session, ctx.registry, settings_of(ctx.config)
+        return None, None
+    return session, context_of(session)
 
 
 def _ban(product, channel):
     """The ban-list entry that bans ``product`` on ``channel`` (online only), and the list."""
-    session, registry, settings = _product_context(product)
+    session, ctx = _product_context(product)
     if session is None:  # not attached to a unit of work: cannot tell the channel; be strict
         found = banlist.bundled()
         return found.match(product), found
-    if not _online(registry, session, channel):
+    if not _online(ctx.registry, channel):
         return None, None
-    found = banlist.in_force(session, settings)
+    found = banlist.in_force(session, settings_of(ctx.config))
     return found.match(product), found
 
 
@@ -85,9 +86,10 @@ def product_sale_refusal(product, channel, caller):
 
 @hookimpl(trylast=True)  # after the core's own edits, so that an approved customer gets the insert back
 def product_serialize(product, data, channel, caller):
-    session, registry, settings = _product_context(product)
-    if session is None or not _online(registry, session, channel):
+    session, ctx = _product_context(product)
+    if session is None or not _online(ctx.registry, channel):
         return
+    settings = settings_of(ctx.config)
     entry, found = _ban(product, channel)
     if entry is not None:
         data["online_ban"] = {"version": found.version, "entry": entry.id, "reason": entry.reason}

@@ -83,3 +83,27 @@ def write_config(tmp_path: Path, url: str) -> Path:
 
 def served_log(tmp_path: Path) -> str:
     return "".join(p.read_text(errors="replace") for p in tmp_path.glob("gunicorn-*/server.log"))
+
+
+def test_gunicorn_builds_its_access_line_only_when_it_would_be_written(monkeypatch):
+    """The app writes the access line; gunicorn's own (gunicorn.access at WARNING) is not built per request."""
+    import logging
+
+    from gunicorn import glogging
+    from gunicorn.config import Config as GunicornConfig
+
+    from core.api.server import LOGGER_CLASS, GunicornLogger
+    assert LOGGER_CLASS == "core.api.server.GunicornLogger"
+    built = []
+    monkeypatch.setattr(glogging.Logger, "access", lambda self, *a: built.append(a))
+    logger = GunicornLogger(GunicornConfig())
+    level = logger.access_log.level
+    try:
+        logger.access_log.setLevel(logging.WARNING)  # as core.api.logs.logging_dict sets it
+        logger.access(None, None, {}, dt.timedelta(0))
+        assert built == []
+        logger.access_log.setLevel(logging.INFO)  # an operator who wants gunicorn's line still gets it
+        logger.access(None, None, {}, dt.timedelta(0))
+        assert len(built) == 1
+    finally:
+        logger.access_log.setLevel(level)
