@@ -181,7 +181,10 @@ async function renderShop(query = "") {
   const input = h("input", { type: "search", name: "q", placeholder: "搜索药品名称、品牌", value: query });
   const form = h("form", { class: "search", onsubmit: (e) => {
     e.preventDefault();
-    location.hash = `#/?q=${encodeURIComponent(input.value.trim())}`;
+    // not ready until the new list is shown (hashchange comes later, as a task of its own)
+    view.dataset.ready = "";
+    const next = `#/?q=${encodeURIComponent(input.value.trim())}`;
+    if (location.hash === next) route(); else location.hash = next;
   } }, input, h("button", { class: "btn", type: "submit" }, "搜索"));
   const list = h("div", { id: "products" }, h("p", { class: "muted" }, "加载中…"));
   view.replaceChildren(form, list);
