@@ -234,18 +234,18 @@ def create_order(ctx, session: Session, *, store_id: int, channel: str, fulfilme
     lines_asked = [OrderLine(id=line_id, order_id=order_id, product=product, allocations=[], **row)
                    for (product, _qty), line_id, row in zip(resolved, line_ids, line_rows)]
     order = Order(id=order_id, **order_row, lines=sorted(lines_asked, key=lambda line: line.id), adjustments=[])
-    stock.adopt(session, [order, *lines_asked])
+    bulk.attach(session, [order, *lines_asked])
     taken = stock.reserve_fefo_many(ctx, session, store.id, [(product.id, qty, f"lines[{i}].quantity")
                                                              for i, (product, qty) in enumerate(resolved)],
                                     order_id=order_id, actor=caller.actor, today=today)
     alloc_rows = [(line, {"order_line_id": line.id, "lot_id": lot.id, "lot_no": lot.lot_no, "expiry": lot.expiry,
                           "quantity": q})
                   for line, allocations in zip(lines_asked, taken) for lot, q in allocations]
-    alloc_ids = stock.insert_rows(session, OrderAllocation, [row for _line, row in alloc_rows])
+    alloc_ids = bulk.insert_returning(session, OrderAllocation, [row for _line, row in alloc_rows])
     by_line: dict[OrderLine, list[OrderAllocation]] = {line: [] for line in lines_asked}
     for (line, row), alloc_id in zip(alloc_rows, alloc_ids):
         by_line[line].append(OrderAllocation(id=alloc_id, **row))
-    stock.adopt(session, [a for allocations in by_line.values() for a in allocations])
+    bulk.attach(session, [a for allocations in by_line.values() for a in allocations])
     for line, allocations in by_line.items():
         set_committed_value(line, "allocations", sorted(allocations, key=lambda a: a.id))
     problems = [p for answer in ctx.registry.collect("order_validate", session=session, order=order, extra=extra,
@@ -301,7 +301,7 @@ def _insert_order(session: Session, order_row: dict, line_rows: list[dict]) -> t
                             order_row).scalar()
     if order_id is None:
         return None, []
-    return order_id, stock.insert_rows(session, OrderLine, [dict(row, order_id=order_id) for row in line_rows])
+    return order_id, bulk.insert_returning(session, OrderLine, [dict(row, order_id=order_id) for row in line_rows])
 
 
 _LINE_VALUES = (("product_id", BigInteger), ("quantity", Integer), ("unit_price_fen", BigInteger),

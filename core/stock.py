@@ -13,7 +13,7 @@ import datetime as dt
 
 from sqlalchemy import BigInteger, Integer, String, bindparam, cast, func, insert, literal, null, select, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from . import audit, bulk
@@ -25,7 +25,7 @@ from .models import Product, StockLot, StockMovement, Store
 
 __all__ = ["receive", "adjust", "transfer", "reserve_fefo", "reserve_fefo_many", "release", "sell_reserved", "return_to_stock",
            "on_hand", "verify", "sellable", "today_utc", "list_movements", "stock_by_product", "sell_direct",
-           "lock_lots", "plan_direct", "book_direct", "insert_rows", "adopt"]
+           "lock_lots", "plan_direct", "book_direct"]
 
 
 def today_utc() -> dt.date:
@@ -286,8 +286,8 @@ def reserve_fefo_many(ctx, session: Session, store_id: int, wants: list[tuple[in
         if conn.dialect.name != "postgresql":
             conn.execute(_INSERT_MOVEMENTS, rows)
         return result
-    movements = [StockMovement(id=mid, **row) for mid, row in zip(insert_rows(session, StockMovement, rows), rows)]
-    adopt(session, movements)
+    movements = [StockMovement(id=mid, **row) for mid, row in zip(bulk.insert_returning(session, StockMovement, rows), rows)]
+    bulk.attach(session, movements)
     for movement in movements:
         ctx.hook.stock_movement_recorded(session=session, movement=movement)
     return result
@@ -379,43 +379,6 @@ def stock_by_product(session: Session, store_id: int, *, product_id: int | None 
     for lot in lots:
         grouped[lot.product_id].append(lot)
     return [(products[pid], grouped[pid]) for pid in ids], (ids[-1] if more else None)
-
-
-_INSERTS: dict = {}
-
-
-def insert_rows(session: Session, model, rows: list[dict]) -> list[int]:
-    """INSERT ``rows`` (dicts of column values) into ``model``'s table without the unit of work and
-    return their new ids in the order of ``rows``. PostgreSQL: one INSERT ... RETURNING for all of
-    them. SQLite, which does not promise the order of RETURNING rows (SQLAlchemy would then send one
-    INSERT per row): the ids SQLite itself would give (max + 1, ...; see :func:`number_rows`) and one
-    ``executemany``. Pair with :func:`adopt` to have them as ORM objects."""
-    if not rows:
-        return []
-    statements = _INSERTS.get(model)
-    if statements is None:
-        table = model.__table__
-        statements = _INSERTS[model] = (insert(table).returning(table.c.id, sort_by_parameter_order=True),
-                                        select(func.max(table.c.id)), insert(table))
-    returning, top, plain = statements
-    conn = session.connection()
-    if len(rows) > 1 and conn.dialect.name == "sqlite":
-        first = (conn.execute(top).scalar() or 0) + 1
-        ids = list(range(first, first + len(rows)))
-        conn.execute(plain, [dict(row, id=i) for row, i in zip(rows, ids)])
-        return ids
-    return list(conn.execute(returning, rows if len(rows) > 1 else rows[0]).scalars())
-
-
-def adopt(session: Session, objects) -> None:
-    """Put new ORM ``objects`` whose rows were just written (ids set, every column given, e.g. by
-    :func:`insert_rows`) into ``session`` as a flush would have left them: persistent, in the identity
-    map, with no pending changes (relationships they were built with count as loaded). Nothing is
-    written again; later changes to them are flushed as UPDATEs as usual."""
-    objects = list(objects)
-    for obj in objects:
-        make_transient_to_detached(obj)
-    session.add_all(objects)
 
 
 def number_rows(session: Session, model, rows) -> None:
