@@ -12,9 +12,9 @@ receive real, session-attached objects (a change a hook makes is flushed as an U
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any, Iterable
 
+import orjson
 from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session, attributes, configure_mappers, make_transient_to_detached
 
@@ -134,11 +134,12 @@ def update_values(conn, table, rows: list[dict]) -> None:
 
 
 def _json_rows(table, keys, rows: list[dict]) -> str:
+    """The rows as one JSON array (orjson: a tenth of the json module's time; times go through
+    :func:`_json_value`, which refuses a naive one)."""
     names = {k: table.c[k].name for k in keys}
-    if all(k == n for k, n in names.items()):
-        return json.dumps(rows, default=_json_value, separators=(",", ":"), ensure_ascii=False)
-    return json.dumps([{names[k]: row[k] for k in keys} for row in rows], default=_json_value,
-                      separators=(",", ":"), ensure_ascii=False)
+    if not all(k == n for k, n in names.items()):
+        rows = [{names[k]: row[k] for k in keys} for row in rows]
+    return orjson.dumps(rows, default=_json_value, option=orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _json_value(value):

@@ -86,7 +86,7 @@ def test_the_unique_key_alone_stops_a_twin_insert(make_ctx):
 
     def go(i):
         with wide.transaction() as s:
-            out = sales._one(wide, s, device, raw, rules)
+            out = sales._process(wide, s, device, [raw], rules)[0]
             time.sleep(0.3)  # hold the transaction open so the twin has to wait on the key
             return out["status"]
 
