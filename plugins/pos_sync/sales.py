@@ -17,7 +17,7 @@ in ``pos_sales``, plus a SHA-256 of its normalised content):
   worker timeout) and answers the rest ``deferred``, to be sent again.
 
 Transactions: a batch is cut into chunks of ``[pos_sync] commit_every`` sales
-(default 100), each chunk one transaction that first locks the terminal's row,
+(default 250), each chunk one transaction that first locks the terminal's row,
 so two uploads of one terminal at once take turns chunk by chunk and the
 second sees what the first committed. A chunk is handled set-based: one
 query finds its known sale ids (no row lock needed: the terminal's row lock
@@ -65,7 +65,7 @@ MAX_LINES = 100
 MAX_QUANTITY = 10_000
 PAYMENT_METHODS = ("cash", "card", "wechat", "alipay", "medical_insurance")
 DEFAULT_DRIFT_SECONDS = 300
-DEFAULT_COMMIT_EVERY = 100
+DEFAULT_COMMIT_EVERY = 250
 DEFAULT_TIME_BUDGET = 20.0  # seconds; under gunicorn's 30 s worker timeout
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _SALE_FIELDS = {"client_sale_id", "device_seq", "sold_at", "lines", "payments", "customer_id", "buyer_id_number",
