@@ -98,7 +98,7 @@ class BanList:
         except KeyError:
             pass
         found = next((e for e in self.entries if e.matches(product)), None)
-        if len(self._matched) >= 50_000:
+        if len(self._matched) >= 10_000:  # bounded: a catalogue pull of 50,000 products grew a worker 20 MB at 50,000
             self._matched.clear()
         self._matched[key] = found
         return found
