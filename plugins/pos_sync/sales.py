@@ -304,6 +304,7 @@ def _process(ctx, session: Session, device: PosDevice, part: list, rules: _Rules
     :func:`_run` in a few statements."""
     results: list[dict | None] = [None] * len(part)
     run: list[tuple] = []
+    in_run: set[str] = set()  # the run's sale ids
     for i, raw in enumerate(part):
         try:
             sale = parse_sale(raw)
@@ -313,10 +314,11 @@ def _process(ctx, session: Session, device: PosDevice, part: list, rules: _Rules
             results[i] = {"client_sale_id": cid if isinstance(cid, str) else None, "status": "rejected",
                           "reason": f"invalid sale: {exc}", "stored": False}
             continue
-        if any(entry[2]["client_sale_id"] == sale["client_sale_id"] for entry in run):
+        if sale["client_sale_id"] in in_run:
             _run(ctx, session, device, run, rules, results)
-            run = []
+            run, in_run = [], set()
         run.append((i, raw, sale, merged, content_hash(sale)))
+        in_run.add(sale["client_sale_id"])
     _run(ctx, session, device, run, rules, results)
     return results
 
