@@ -221,3 +221,17 @@ def test_a_sale_a_hook_refuses_mid_chunk_leaves_nothing_and_its_neighbours_are_r
     kept = {batch[0]["client_sale_id"], batch[2]["client_sale_id"]}
     committed = [(cid, st) for cid, st in seen if cid in kept]
     assert sorted(committed) == sorted((cid, st) for cid in kept for st in ("paid", "ready", "completed"))
+
+
+def test_a_sale_id_twice_in_one_chunk_is_answered_as_if_sent_again(make_ctx):
+    """The second copy is taken after the first (as if in a later chunk): duplicate, or refused and
+    flagged when its content differs; the sales around them are recorded once."""
+    ctx = pos_ctx(make_ctx)
+    sh = shop(ctx)
+    a, b = sale([(sh.product_ids[0], 1, 1000)]), sale([(sh.product_ids[1], 1, 1000)])
+    changed = {**a, "lines": [dict(a["lines"][0], quantity=2)], "payments": [{"method": "cash", "amount_fen": 2000}]}
+    answer = upload(ctx, sh, [a, b, a, changed])
+    assert statuses(answer) == ["accepted", "accepted", "duplicate", "rejected"]
+    assert answer["results"][2]["order_id"] == answer["results"][0]["order_id"]
+    assert answer["results"][3]["flagged"] is True
+    assert count(ctx, Order) == 2
