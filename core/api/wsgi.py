@@ -6,12 +6,12 @@ and the ``PHARMO2O_*`` environment variables.
 """
 from __future__ import annotations
 
-import gc
 import os
 
 from ..config import load_config
 from ..context import Context
 from .app import create_app
+from .server import tune_gc
 
 __all__ = ["application", "make_app"]
 
@@ -23,4 +23,4 @@ def make_app(config_path: str | None = None):
 
 
 application = make_app()
-gc.freeze()  # what start-up built lives as long as the worker: keep it out of every collection
+tune_gc()
