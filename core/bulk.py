@@ -60,8 +60,8 @@ def insert_returning(session: Session, model, rows: list[dict]) -> list[int]:
 def new_ids(conn, table, n: int) -> list[int]:
     """``n`` ids for new rows of ``table``. PostgreSQL: from the id column's sequence, in one query.
     SQLite: the ids SQLite itself would give (max + 1, ...; no table uses AUTOINCREMENT), safe because
-    every SQLite write transaction is ``BEGIN IMMEDIATE``: nobody else inserts until it ends (see
-    :func:`core.stock.number_rows`)."""
+    every SQLite write transaction is ``BEGIN IMMEDIATE``: nobody else inserts until it ends
+    (:mod:`core.db`)."""
     if is_sqlite(conn):
         top = conn.execute(select(func.max(table.c.id))).scalar() or 0
         return list(range(top + 1, top + 1 + n))

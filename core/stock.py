@@ -18,7 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from . import audit, bulk
 from .auth import Caller
-from .db import is_sqlite, utcnow
+from .db import utcnow
 from .errors import InsufficientStock, NotFound, ValidationFailed
 from .listing import MAX_LIMIT, Page, keyset
 from .models import Product, StockLot, StockMovement, Store
@@ -379,20 +379,6 @@ def stock_by_product(session: Session, store_id: int, *, product_id: int | None 
     for lot in lots:
         grouped[lot.product_id].append(lot)
     return [(products[pid], grouped[pid]) for pid in ids], (ids[-1] if more else None)
-
-
-def number_rows(session: Session, model, rows) -> None:
-    """On SQLite, give new ``rows`` of ``model`` the ids SQLite itself would (max + 1, ...: no table uses
-    AUTOINCREMENT) so that the ORM inserts them with one ``executemany`` instead of one INSERT ... RETURNING
-    each. Safe because every SQLite write transaction is ``BEGIN IMMEDIATE``: nobody else inserts until
-    it ends. PostgreSQL batches the RETURNING inserts itself: nothing to do there."""
-    rows = [row for row in rows if row.id is None]
-    if not rows or not is_sqlite(session.get_bind()):
-        return
-    with session.no_autoflush:  # the rows are numbered before they are written
-        top = session.scalar(select(func.max(model.id))) or 0
-    for n, row in enumerate(rows, start=top + 1):
-        row.id = n
 
 
 def lock_lots(session: Session, store_id: int, product_ids) -> dict[int, list[StockLot]]:
