@@ -494,7 +494,9 @@ def test_record_sales_hooks_get_persistent_objects_and_their_changes_are_written
         assert object_session(order) is session and order in session and not session.is_modified(order)
         assert len(order.lines) == 1 and order.lines[0].quantity in (1, 2)  # loaded with the order: no query
         written = session.scalar(select(Order.status).where(Order.id == order.id))
-        seen.append((order.id, old_status, new_status, written))
+        steps = session.scalars(select(OrderEvent.new_status).where(OrderEvent.order_id == order.id)
+                                .order_by(OrderEvent.id)).all()
+        seen.append((order.id, old_status, new_status, (order.status, written, tuple(steps))))
         if new_status == "completed":
             order.note = f"seen {len(seen)}"  # a hook's change: written as an UPDATE
 
@@ -510,10 +512,11 @@ def test_record_sales_hooks_get_persistent_objects_and_their_changes_are_written
                                    sales=[{"lines": [{"product_id": pid, "quantity": 2}]} for _ in range(3)])
         ids = [order.id for order, _short in done]
         assert [a.quantity for order, _ in done for a in order.lines[0].allocations] == [2, 2, 2]
-    # each step written before its hooks ran, in order, for every sale
+    # every step's hooks ran, in order, for every sale: the order showing the step, its row and
+    # events already where the sale ends (written completed at once, with its three events)
     assert [(o, old, new) for o, old, new, _db in seen] == [
         (oid, old, new) for old, new in ((None, "paid"), ("paid", "ready"), ("ready", "completed")) for oid in ids]
-    assert all(db == new for _o, _old, new, db in seen)
+    assert all(db == (new, "completed", ("paid", "ready", "completed")) for _o, _old, new, db in seen)
     assert sorted((o, d) for _m, o, d in movements if o is not None) == [(oid, -2) for oid in ids]
     with ctx.session() as s:
         rows = {o.id: o for o in s.scalars(select(Order).where(Order.id.in_(ids)))}
