@@ -40,6 +40,7 @@ import re
 import time
 from dataclasses import dataclass
 
+import orjson
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
@@ -177,10 +178,21 @@ def parse_sale(raw) -> dict:
 
 
 def content_hash(sale: dict) -> str:
-    """SHA-256 of the normalised sale: the same sale sent again hashes the same."""
+    """SHA-256 of the normalised sale: the same sale sent again hashes the same.
+
+    The hashed text is ``json.dumps(sale, sort_keys=True, separators=(",", ":"))`` (ASCII, every
+    other character escaped), as stored hashes were made. orjson writes exactly that text, a tenth
+    of the time, whenever its output is printable ASCII (and every integer fits 64 bits); any other
+    sale goes through the json module."""
     canonical = {k: v for k, v in sale.items() if k != "total_fen"}
     canonical["sold_at"] = sale["sold_at"].isoformat()
-    return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    try:
+        text = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError: an integer over 64 bits
+        text = None
+    if text is None or not text.isascii() or b"\x7f" in text:
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(text).hexdigest()
 
 
 def _merged_lines(sale: dict) -> list[dict]:
