@@ -21,15 +21,20 @@ Transactions: a batch is cut into chunks of ``[pos_sync] commit_every`` sales
 so two uploads of one terminal at once take turns chunk by chunk and the
 second sees what the first committed. A chunk is handled set-based: one
 query finds its known sale ids (no row lock needed: the terminal's row lock
-already orders every writer of its sales), one INSERT claims the new ones, and
+already orders every writer of its sales), the new ones get their ``pos_sales``
+ids up front (:func:`core.bulk.new_ids`),
 :func:`core.orders.record_sales` records the accepted ones together, every
-sale still getting the order and stock hooks; a refused sale undoes only
+sale still getting the order and stock hooks, and one INSERT then writes the
+new ``pos_sales`` rows with their final status and result (before the flags
+and stock discrepancies that refer to them); a refused sale undoes only
 itself (checked before anything is written, or, refused by a hook, rolled
 back by a SAVEPOINT around the chunk's sales, which are written again without
 it). Results are returned only after their
 chunk committed: a batch cut off half-way keeps every chunk already
 committed, and re-sending it answers ``duplicate`` for those. The UNIQUE
-constraint backs this up should two transactions ever insert one sale id.
+constraints (``pos_sales`` per terminal and sale id, the order's idempotency
+key) back this up should two transactions ever record one sale id: the loser's
+chunk is rolled back and taken again, and then finds the winner's row.
 """
 from __future__ import annotations
 
@@ -49,7 +54,7 @@ from core import orders as core_orders
 from core.db import utcnow
 from core.errors import DomainError, ValidationFailed
 from core.models import Product
-from core.bulk import insert_rows, update_values
+from core.bulk import insert_values, new_ids
 
 from . import prices
 from .devices import DeviceRefused, device_caller, get_device
@@ -231,6 +236,23 @@ def _retryable(exc: DBAPIError) -> bool:
     return code in _RETRY_SQLSTATES or "database is locked" in str(exc.orig)
 
 
+# the keys a sale id recorded twice at once runs into: its pos_sales row, its core order
+_TWIN_KEYS = ("uq_pos_sales_device_id_client_sale_id", "uq_orders_idempotency_key")
+_TWIN_SQLITE = ("pos_sales.device_id, pos_sales.client_sale_id", "orders.idempotency_key")
+
+
+def _twin(exc: DBAPIError) -> bool:
+    """Whether ``exc`` is another transaction having recorded one of the chunk's sale ids first (only
+    possible without the terminal's row lock, which every upload takes): taken again, the chunk finds
+    that sale and answers ``duplicate``."""
+    if not isinstance(exc, IntegrityError):
+        return False
+    name = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+    if name is not None:
+        return name in _TWIN_KEYS
+    return any(f"UNIQUE constraint failed: {cols}" in str(exc.orig) for cols in _TWIN_SQLITE)
+
+
 def upload(ctx, device: PosDevice, body, *, now: dt.datetime | None = None) -> dict:
     """Record a batch of offline sales of ``device``; one result per sale, in order."""
     received_at = now or utcnow()
@@ -292,9 +314,10 @@ def _chunk(ctx, device_id: int, part: list, rules: _Rules) -> list[dict]:
                 out = _process(ctx, session, device, part, rules)
             return out  # only now committed: safe to report
         except DBAPIError as exc:
-            if attempt == 4 or not _retryable(exc):
+            if attempt == 4 or not (_retryable(exc) or _twin(exc)):
                 raise
-            time.sleep(0.05 * (attempt + 1))
+            if not _twin(exc):  # a twin has committed: nothing to wait for
+                time.sleep(0.05 * (attempt + 1))
     raise AssertionError("unreachable")
 
 
@@ -336,55 +359,43 @@ def _process(ctx, session: Session, device: PosDevice, part: list, rules: _Rules
 
 
 class _Claim:
-    """A ``pos_sales`` row this run inserted (one Core statement, :func:`core.bulk.insert_rows`), with
-    what :func:`_accept` or :func:`_reject` decide; written back by :func:`_write_claims` in one
-    statement per run (no ORM object: nothing else reads these rows in the transaction)."""
+    """A new ``pos_sales`` row of this run, not yet written: its id is taken up front
+    (:func:`core.bulk.new_ids`), :func:`_accept` or :func:`_reject` decide its status and result, and
+    :func:`_insert_claims` inserts the run's rows with those final values in one statement (no ORM
+    object: nothing else reads these rows in the transaction)."""
 
-    __slots__ = ("id", "client_sale_id", "status", "reason", "order_id", "total_fen", "flags", "result")
+    __slots__ = ("id", "client_sale_id", "device_seq", "values", "status", "reason", "order_id", "total_fen",
+                 "flags", "result")
 
-    def __init__(self, row_id: int, client_sale_id: str) -> None:
-        self.id, self.client_sale_id = row_id, client_sale_id
+    def __init__(self, values: dict) -> None:
+        self.values = values  # the columns fixed on receipt, with the id
+        self.id, self.client_sale_id, self.device_seq = values["id"], values["client_sale_id"], values["device_seq"]
         self.status, self.reason, self.order_id, self.total_fen, self.flags, self.result = \
             "rejected", "", None, 0, [], {}
 
 
 def _run(ctx, session: Session, device: PosDevice, run: list[tuple], rules: _Rules, results: list) -> None:
-    """Sales with distinct ids: one query finds the known ones, one INSERT claims the new ids
-    (in a SAVEPOINT: should a twin upload have committed one of them first, UNIQUE refuses it and the
-    run is taken again sale by sale, the twin's row then found), then :func:`_evaluate` records them."""
+    """Sales with distinct ids: one query finds the known ones, the new ones get their ids, then
+    :func:`_evaluate` records them and :func:`_insert_claims` inserts the new rows, before anything
+    referring to them is flushed. Should another transaction have recorded one of the new ids first,
+    an INSERT (of its order or of its row) fails on a UNIQUE key and :func:`_chunk` takes the chunk again."""
     if not run:
         return
     known = _find(session, device.id, [entry[2]["client_sale_id"] for entry in run])
-    rows: dict[int, dict] = {}
-    for i, _raw, sale, _merged, digest in run:
-        if sale["client_sale_id"] not in known:
-            rows[i] = {"device_id": device.id, "store_id": device.store_id, "client_sale_id": sale["client_sale_id"],
-                       "device_seq": sale["device_seq"], "content_hash": digest, "status": "rejected", "reason": "",
-                       "order_id": None, "total_fen": 0, "sold_at": sale["sold_at"], "received_at": rules.received_at,
-                       "clock_offset_s": rules.clock_offset_s, "flags": [], "result": {}, "attempts": 1,
-                       "updated_at": rules.received_at}
+    new = [i for i, _raw, sale, _merged, _digest in run if sale["client_sale_id"] not in known]
+    ids = iter(new_ids(session.connection(), PosSale.__table__, len(new)) if new else ())
     fresh: dict[int, _Claim] = {}
-    if rows:
-        try:
-            with session.begin_nested():
-                insert_rows(session, PosSale, list(rows.values()))
-            fresh = {i: _Claim(row["id"], row["client_sale_id"]) for i, row in rows.items()}
-        except IntegrityError:
-            if len(run) > 1:
-                for entry in run:
-                    _run(ctx, session, device, [entry], rules, results)
-                return
-            known = _find(session, device.id, [run[0][2]["client_sale_id"]])  # a twin upload committed it first
-            if not known:
-                raise
     todo = []
     for i, raw, sale, merged, digest in run:
-        row = fresh.get(i)
-        if row is not None:
+        existing = known.get(sale["client_sale_id"])
+        if existing is None:
+            fresh[i] = row = _Claim({
+                "id": next(ids), "device_id": device.id, "store_id": device.store_id,
+                "client_sale_id": sale["client_sale_id"], "device_seq": sale["device_seq"], "content_hash": digest,
+                "sold_at": sale["sold_at"], "received_at": rules.received_at, "clock_offset_s": rules.clock_offset_s,
+                "attempts": 1})
             todo.append((i, row, sale, merged))
-            continue
-        existing = known[sale["client_sale_id"]]
-        if existing.content_hash != digest:
+        elif existing.content_hash != digest:
             _flag(session, device, "content_mismatch", sale_id=existing.id, client_sale_id=sale["client_sale_id"],
                   detail=f"sale {sale['client_sale_id']!r} was received on {existing.received_at.isoformat()} with "
                          "other content; the new content is refused and kept here for review",
@@ -397,15 +408,17 @@ def _run(ctx, session: Session, device: PosDevice, run: list[tuple], rules: _Rul
         else:
             existing.attempts += 1
             todo.append((i, existing, sale, merged))
-    _evaluate(ctx, session, device, todo, {row.id: i for i, row in fresh.items()}, rules, results)
-    _write_claims(session, list(fresh.values()))
+    if todo:
+        _evaluate(ctx, session, device, todo, fresh, rules, results)
+        _insert_claims(session, list(fresh.values()))
+        session.flush()  # then the flags and discrepancies (of the new rows too) and the rows taken again
 
 
-def _write_claims(session: Session, claims: list[_Claim]) -> None:
+def _insert_claims(session: Session, claims: list[_Claim]) -> None:
     if claims:
         now = utcnow()
-        update_values(session.connection(), PosSale.__table__, [
-            {"id": c.id, "status": c.status, "reason": c.reason, "order_id": c.order_id, "total_fen": c.total_fen,
+        insert_values(session.connection(), PosSale.__table__, [
+            {**c.values, "status": c.status, "reason": c.reason, "order_id": c.order_id, "total_fen": c.total_fen,
              "flags": c.flags, "result": c.result, "updated_at": now} for c in claims])
 
 
@@ -427,12 +440,14 @@ def _reject(row: PosSale, reason: str) -> dict:
     return dict(row.result)
 
 
-def _evaluate(ctx, session: Session, device: PosDevice, todo: list[tuple], fresh_order: dict[int, int],
+def _evaluate(ctx, session: Session, device: PosDevice, todo: list[tuple], fresh: dict[int, _Claim],
               rules: _Rules, results: list) -> None:
-    """Check and record ``todo`` (``(i, row, sale, merged)``, rows already claimed) through the core's
-    :func:`core.orders.record_sales`: a refused sale is rejected alone, the others are accepted with
-    their flags. ``fresh_order``: ``{row id: i}`` of the rows this run claimed (a device sequence number
-    is only "reused" by a sale received before this one, as if the chunk were taken sale by sale)."""
+    """Check and record ``todo`` (``(i, row, sale, merged)``: a new row of this run, or a known one taken
+    again) through the core's :func:`core.orders.record_sales`: a refused sale is rejected alone, the
+    others are accepted with their flags. ``fresh``: ``{i: claim}``, the run's new rows, not yet written
+    (a device sequence number is only "reused" by a sale received before this one, as if the chunk were
+    taken sale by sale). The flags and discrepancies added are left unflushed: the caller writes the new
+    rows they refer to first."""
     if not todo:
         return
     pids = {l["product_id"] for _i, _row, sale, _m in todo for l in sale["lines"]}
@@ -451,18 +466,25 @@ def _evaluate(ctx, session: Session, device: PosDevice, todo: list[tuple], fresh
     seqs = {sale["device_seq"] for (_i, _row, sale, _m), got in zip(candidates, recorded)
             if not isinstance(got, DomainError)}
     used: dict[int, list[int]] = {}
+    fresh_order = {claim.id: j for j, claim in fresh.items()}
     if seqs:
+        # the sales stored before this run (the run's new rows are not written yet) ...
         for sid, seq in session.execute(select(PosSale.id, PosSale.device_seq).where(
                 PosSale.device_id == device.id, PosSale.device_seq.in_(sorted(seqs)))):
             used.setdefault(seq, []).append(sid)
-    for (i, row, sale, merged), got in zip(candidates, recorded):
-        if isinstance(got, DomainError):
-            results[i] = _reject(row, got.detail)
-            continue
-        twin = next((sid for sid in used.get(sale["device_seq"], ())
-                     if sid != row.id and (sid not in fresh_order or fresh_order[sid] < i)), None)
-        results[i] = _accept(session, device, row, sale, merged, got, twin, rules)
-    session.flush()
+        # ... and the run's new ones, whatever their status (taken below only when received earlier)
+        for claim in fresh.values():
+            if claim.device_seq in seqs:
+                used.setdefault(claim.device_seq, []).append(claim.id)
+    # no autoflush: a discrepancy or flag of a new row must wait for the row (stale_price queries)
+    with session.no_autoflush:
+        for (i, row, sale, merged), got in zip(candidates, recorded):
+            if isinstance(got, DomainError):
+                results[i] = _reject(row, got.detail)
+                continue
+            twin = next((sid for sid in used.get(sale["device_seq"], ())
+                         if sid != row.id and (sid not in fresh_order or fresh_order[sid] < i)), None)
+            results[i] = _accept(session, device, row, sale, merged, got, twin, rules)
     del products
 
 
@@ -526,6 +548,9 @@ def _accept(session: Session, device: PosDevice, row: PosSale, sale: dict, merge
 
 def _flag(session: Session, device: PosDevice, kind: str, *, detail: str, sale_id: int | None = None,
           client_sale_id: str | None = None, payload=None, dedupe_key: str | None = None) -> None:
+    """A flag for review. Without ``dedupe_key`` it is only added to the session (flushed after the run's
+    new ``pos_sales`` rows are written: :func:`_accept` flags those); with one it is written at once, in a
+    SAVEPOINT, so its ``sale_id`` must be a row already written (a known sale's, as for content_mismatch)."""
     flag = PosSaleFlag(device_id=device.id, store_id=device.store_id, sale_id=sale_id, client_sale_id=client_sale_id,
                        kind=kind, detail=detail[:2000], payload=payload, dedupe_key=dedupe_key, created_at=utcnow())
     if dedupe_key is None:

@@ -235,3 +235,44 @@ def test_a_sale_id_twice_in_one_chunk_is_answered_as_if_sent_again(make_ctx):
     assert answer["results"][2]["order_id"] == answer["results"][0]["order_id"]
     assert answer["results"][3]["flagged"] is True
     assert count(ctx, Order) == 2
+
+
+def test_the_flags_and_discrepancies_of_new_sales_refer_to_their_stored_rows(make_ctx):
+    """A chunk's new pos_sales rows are written once, after the chunk's sales were recorded, with their
+    final values; what refers to them is stored with their ids: a shortfall, a sale dated ahead of the
+    server, a device sequence number used by an earlier sale of the chunk (even a refused one), and
+    other content sent under a sale id received earlier in the same chunk (a flag written at once)."""
+    ctx = pos_ctx(make_ctx)
+    sh = shop(ctx, products=3, stock=1)
+    p1, p2, p3 = sh.product_ids
+    refused = sale([(p1, 1, 1000)], seq=500, redeem_points=5)
+    short = sale([(p1, 3, 1000)], seq=500)
+    ahead = sale([(p2, 1, 1000)], seq=501, sold_at=utcnow() + dt.timedelta(hours=2))
+    again = sale([(p3, 1, 1000)], seq=501)
+    changed = {**short, "lines": [dict(short["lines"][0], quantity=1)], "payments": [{"method": "cash", "amount_fen": 1000}]}
+    batch = [refused, short, ahead, again, changed]
+    answer = upload(ctx, sh, batch)
+    assert statuses(answer) == ["rejected", "accepted", "accepted", "accepted", "rejected"]
+    r = answer["results"]
+    assert [x.get("flags") for x in r[1:4]] == [["stock_discrepancy", "sequence_reused"], ["clock_drift"],
+                                                ["sequence_reused"]]
+    assert r[4]["flagged"] is True and r[4]["sale_id"] == r[1]["sale_id"]
+    with ctx.session() as s:
+        rows = {row.client_sale_id: row for row in s.scalars(select(PosSale))}
+        assert len(rows) == 4
+        for raw, res in zip(batch[:4], r):
+            row = rows[raw["client_sale_id"]]
+            assert (row.id, row.status, row.order_id, row.result, row.attempts) == \
+                (res["sale_id"], res["status"], res.get("order_id"), res, 1)
+            assert row.flags == res.get("flags", []) and row.total_fen == res.get("total_fen", 0)
+            assert row.device_seq == raw["device_seq"] and row.content_hash
+        assert rows[refused["client_sale_id"]].reason == r[0]["reason"]
+        d = s.scalars(select(PosStockDiscrepancy)).one()
+        assert (d.sale_id, d.order_id, d.quantity_short) == (r[1]["sale_id"], r[1]["order_id"], 2)
+        flags = {(f.kind, f.sale_id): f for f in s.scalars(select(PosSaleFlag))}
+        assert sorted(flags) == sorted([("sequence_reused", r[1]["sale_id"]), ("clock_drift", r[2]["sale_id"]),
+                                        ("sequence_reused", r[3]["sale_id"]), ("content_mismatch", r[1]["sale_id"])])
+        assert f"(#{r[0]['sale_id']})" in flags["sequence_reused", r[1]["sale_id"]].detail
+        assert f"(#{r[2]['sale_id']})" in flags["sequence_reused", r[3]["sale_id"]].detail
+        assert flags["content_mismatch", r[1]["sale_id"]].payload == changed
+        assert stock.verify(s) == []
