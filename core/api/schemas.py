@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from ..models import ORDER_STATUSES
 
@@ -510,13 +510,28 @@ class AuditOut(Out):
     detail: str
 
 
+def _iso_time(value):
+    """A query parameter's time must be ISO 8601 text: pydantic would also take a number as Unix
+    seconds (``until=122804703281025``), which the schema (``format: date-time``) does not allow."""
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be an ISO 8601 time with its UTC offset, e.g. 2026-11-26T09:30:00+08:00") from None
+    return value
+
+
+#: a time given as a query parameter: ISO 8601 with its UTC offset
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_time)]
+
+
 class AuditQuery(PageQuery):
     actor: str | None = Field(None, max_length=100)
     action: str | None = Field(None, max_length=100)
     entity: str | None = Field(None, max_length=100)
     entity_id: str | None = Field(None, max_length=100)
-    since: AwareDatetime | None = Field(None, description="inclusive, ISO-8601 with offset")
-    until: AwareDatetime | None = Field(None, description="exclusive, ISO-8601 with offset")
+    since: IsoTime | None = Field(None, description="inclusive, ISO-8601 with offset")
+    until: IsoTime | None = Field(None, description="exclusive, ISO-8601 with offset")
 
 
 AuditPage = page_of(AuditOut, "AuditPage")

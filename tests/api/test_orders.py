@@ -208,3 +208,13 @@ def test_wrong_pickup_codes_lock_the_hand_over_of_that_order_only(api):
     other_code = api.get(f"/api/v1/orders/{other}", role="customer").json["pickup_code"]
     r = api.post(f"/api/v1/orders/{other}/complete", role="clerk", json={"pickup_code": other_code})
     assert r.status_code == 200 and r.json["status"] == "completed"
+
+
+def test_audit_times_are_iso_8601_text_only(api):
+    stocked(api)
+    for bad in ("122804703281025", "1700000000", "yesterday", "2026-11-26T09:30:00"):
+        r = api.get("/api/v1/audit", params={"until": bad})
+        assert r.status_code in (400, 422) and "until" in fields(r), (bad, r.status_code, r.json)
+    r = api.get("/api/v1/audit", params={"since": "2000-01-01T00:00:00+08:00", "until": "2999-01-01T00:00:00Z"})
+    assert r.status_code == 200 and r.json["items"]
+    assert api.get("/api/v1/audit", params={"until": "2000-01-01T00:00:00+00:00"}).json["items"] == []
