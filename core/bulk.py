@@ -7,19 +7,25 @@ receive real, session-attached objects (a change a hook makes is flushed as an U
   (no constructor, no attribute events: the values are the committed state);
 * :func:`attach` -- make such instances (and the ones they hold in relationships) persistent in a
   session; :func:`detach` undoes it when the writes are rolled back (a SAVEPOINT), since the
-  session does not know these objects were new in that transaction.
+  session does not know these objects were new in that transaction;
+* :func:`pipelined` -- writes sent without waiting for each (PostgreSQL's pipeline mode), so that
+  the database works on them while Python goes on with work that needs no database.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 import orjson
 from sqlalchemy import DateTime, bindparam, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, attributes, configure_mappers, make_transient_to_detached
 
 from .db import is_sqlite
 
-__all__ = ["insert_rows", "insert_returning", "new_ids", "insert_values", "update_values", "loaded", "attach", "detach"]
+__all__ = ["insert_rows", "insert_returning", "new_ids", "insert_values", "update_values", "pipelined", "Writes",
+           "PipelineMisuse",
+           "loaded", "attach", "detach"]
 
 
 def insert_rows(session: Session, model, rows: list[dict]) -> list[int]:
@@ -80,7 +86,7 @@ _STATEMENTS: dict[tuple, Any] = {}
 def insert_values(conn, table, rows: list[dict]) -> None:
     """``INSERT`` ``rows`` (dicts with the same keys, column keys) into ``table`` in one statement.
 
-    PostgreSQL: ``INSERT ... SELECT ... FROM json_populate_recordset(NULL::table, :rows)``, the rows
+    PostgreSQL: ``INSERT ... SELECT ... FROM json_populate_recordset(NULL::table, %(rows)s)``, the rows
     sent as one JSON document: a short statement prepared once, one parameter the driver passes as
     it is (an ``executemany`` is one round of the pipeline per row; a multi-row ``VALUES`` a new, long
     SQL text per size that the driver parses again; arrays per column are escaped element by element
@@ -96,15 +102,7 @@ def insert_values(conn, table, rows: list[dict]) -> None:
         conn.execute(stmt, rows)
         return
     keys = tuple(rows[0])
-    stmt = _STATEMENTS.get(("insert", table.fullname, keys))
-    if stmt is None:
-        q = conn.dialect.identifier_preparer
-        cols = ", ".join(q.quote(table.c[k].name) for k in keys)
-        name = q.format_table(table)
-        stmt = _STATEMENTS[("insert", table.fullname, keys)] = text(
-            f"INSERT INTO {name} ({cols}) SELECT {cols} "
-            f"FROM json_populate_recordset(NULL::{name}, CAST(:rows AS json))")
-    conn.execute(stmt, {"rows": _json_rows(table, keys, rows)})
+    conn.exec_driver_sql(_pg_insert(conn, table, keys), {"rows": _json_rows(table, keys, rows)})
 
 
 def update_values(conn, table, rows: list[dict]) -> None:
@@ -114,22 +112,117 @@ def update_values(conn, table, rows: list[dict]) -> None:
     if not rows:
         return
     keys = tuple(k for k in rows[0] if k != "id")
-    stmt = _STATEMENTS.get(("update", table.fullname, keys, is_sqlite(conn)))
-    if stmt is None:
-        if is_sqlite(conn):
-            stmt = update(table).where(table.c.id == bindparam("_id")).values(
-                {k: bindparam("_" + k) for k in keys})
-        else:
-            q = conn.dialect.identifier_preparer
-            name = q.format_table(table)
-            sets = ", ".join(f"{q.quote(table.c[k].name)} = src.{q.quote(table.c[k].name)}" for k in keys)
-            stmt = text(f"UPDATE {name} SET {sets} FROM json_populate_recordset(NULL::{name}, CAST(:rows AS json)) "
-                        f"AS src WHERE {name}.id = src.id")
-        _STATEMENTS[("update", table.fullname, keys, is_sqlite(conn))] = stmt
     if is_sqlite(conn):
+        stmt = _STATEMENTS.get(("update", table.fullname, keys))
+        if stmt is None:
+            stmt = _STATEMENTS[("update", table.fullname, keys)] = update(table).where(
+                table.c.id == bindparam("_id")).values({k: bindparam("_" + k) for k in keys})
         conn.execute(stmt, [{"_" + k: v for k, v in row.items()} for row in rows])
-    else:
-        conn.execute(stmt, {"rows": _json_rows(table, ("id", *keys), rows)})
+        return
+    conn.exec_driver_sql(_pg_update(conn, table, keys), {"rows": _json_rows(table, ("id", *keys), rows)})
+
+
+def _pg_insert(conn, table, keys: tuple) -> str:
+    """PostgreSQL's INSERT of rows given as one JSON parameter (psycopg's ``%(rows)s``), built once."""
+    sql = _STATEMENTS.get(("pg-insert", table.fullname, keys))
+    if sql is None:
+        q = conn.dialect.identifier_preparer
+        cols = ", ".join(q.quote(table.c[k].name) for k in keys)
+        name = q.format_table(table)
+        sql = _STATEMENTS[("pg-insert", table.fullname, keys)] = (
+            f"INSERT INTO {name} ({cols}) SELECT {cols} "
+            f"FROM json_populate_recordset(NULL::{name}, CAST(%(rows)s AS json))")
+    return sql
+
+
+def _pg_update(conn, table, keys: tuple) -> str:
+    """PostgreSQL's UPDATE by id of rows given as one JSON parameter, built once."""
+    sql = _STATEMENTS.get(("pg-update", table.fullname, keys))
+    if sql is None:
+        q = conn.dialect.identifier_preparer
+        name = q.format_table(table)
+        sets = ", ".join(f"{q.quote(table.c[k].name)} = src.{q.quote(table.c[k].name)}" for k in keys)
+        sql = _STATEMENTS[("pg-update", table.fullname, keys)] = (
+            f"UPDATE {name} SET {sets} FROM json_populate_recordset(NULL::{name}, CAST(%(rows)s AS json)) "
+            f"AS src WHERE {name}.id = src.id")
+    return sql
+
+
+class Writes:
+    """The writes of a :func:`pipelined` block: :meth:`insert` and :meth:`update` take what
+    :func:`insert_values` and :func:`update_values` take. On SQLite each runs at once; on PostgreSQL
+    each is sent without waiting for its result."""
+
+    def __init__(self, conn, cursor=None) -> None:
+        self.conn = conn
+        self._cursor = cursor  # a psycopg cursor of the connection, in pipeline mode (PostgreSQL)
+        self.sent: list[str] = []  # the statements sent
+
+    def insert(self, table, rows: list[dict]) -> None:
+        if not rows:
+            return
+        if self._cursor is None:
+            insert_values(self.conn, table, rows)
+            return
+        keys = tuple(rows[0])
+        self._send(_pg_insert(self.conn, table, keys), _json_rows(table, keys, rows))
+
+    def update(self, table, rows: list[dict]) -> None:
+        if not rows:
+            return
+        if self._cursor is None:
+            update_values(self.conn, table, rows)
+            return
+        keys = tuple(k for k in rows[0] if k != "id")
+        self._send(_pg_update(self.conn, table, keys), _json_rows(table, ("id", *keys), rows))
+
+    def _send(self, sql: str, rows: str) -> None:
+        self.sent.append(sql)
+        self._cursor.execute(sql, {"rows": rows})
+
+
+class PipelineMisuse(RuntimeError):
+    """A statement other than the block's writes, inside a :func:`pipelined` block."""
+
+
+def _refuse_cursor(*_args, **_kw):
+    raise PipelineMisuse("a SQLAlchemy statement inside a pipelined block (core.bulk.pipelined): it would read no "
+                         "result; run it before or after the block")
+
+
+@contextmanager
+def pipelined(conn) -> Iterator[Writes]:
+    """A block whose writes (:class:`Writes`) the database works on while the block's Python goes on.
+
+    PostgreSQL: psycopg's pipeline mode on the connection's driver connection. Each statement is sent
+    at once and the server starts on it; the results are read when the block ends, which waits for
+    all of them. A failed statement raises there, as SQLAlchemy raises a driver's error (e.g.
+    :class:`sqlalchemy.exc.IntegrityError`), and the transaction is then in error, as after any
+    failed statement. Inside the block nothing else may use the connection: a SQLAlchemy statement
+    there would read no result, so it is refused (SQLAlchemy raises a ``StatementError`` whose ``orig``
+    is a :class:`PipelineMisuse`): no queries, no flush, no lazy loads; only Python work on what is at
+    hand. SQLite runs each write at once (in process:
+    there is no round trip to save)."""
+    if is_sqlite(conn):
+        yield Writes(conn)
+        return
+    driver = conn.connection.driver_connection
+    writes = Writes(conn, driver.cursor())
+    failed = None
+    try:
+        with driver.pipeline():
+            driver.cursor = _refuse_cursor  # until the block ends: any other statement is refused
+            try:
+                yield writes
+            finally:
+                del driver.cursor
+    except driver.Error as exc:  # a statement failed: raised as SQLAlchemy raises a driver's error
+        failed = exc
+    finally:
+        writes._cursor.close()
+    if failed is not None:
+        raise DBAPIError.instance(" ; ".join(writes.sent), None, failed, type(driver).Error,
+                                  dialect=conn.dialect) from failed
 
 
 def _json_rows(table, keys, rows: list[dict]) -> str:

@@ -544,9 +544,11 @@ def record_sales(ctx, session: Session, *, store_id: int, channel: str, caller: 
     """Record many sales that already happened (an offline terminal's upload), each as :func:`record_sale`
     would, with set-based writes: one query locks the lots of every product sold, FEFO is planned in
     memory under those locks, and orders, lines, allocations, movements and events are inserted with
-    one Core statement per table (no ORM unit of work); the lots are updated in one more. A sale
-    already happened: its order is written ``completed`` at once, with the events of its three steps
-    (paid, ready, completed). The hooks still get ORM objects: the orders (with
+    one Core statement per table (no ORM unit of work); the lots are updated in one more. These
+    writes are sent together before any hook runs (:func:`core.bulk.pipelined`: on PostgreSQL the
+    server works on them while the ORM objects for the hooks are built; about a tenth of an upload).
+    A sale already happened: its order is written ``completed`` at once, with the events of its three
+    steps (paid, ready, completed). The hooks still get ORM objects: the orders (with
     their lines) and the movements are made persistent in ``session`` without an INSERT
     (:mod:`core.bulk`), so that whatever a hook changes on them is flushed as an UPDATE; a line's
     ``allocations`` are loaded on first access.
@@ -557,8 +559,9 @@ def record_sales(ctx, session: Session, *, store_id: int, channel: str, caller: 
     ``order_hold``, ``order_price_adjustments``, ``order_status_changed`` to ``paid``, then the
     transitions to ``ready`` and ``completed``, with their ``order_before_transition`` vetoes), the
     sales taking each step together; during a step's hooks ``order.status`` is that step (as
-    committed state: nothing to flush) while the row already says ``completed``. Two ``UPDATE``\s of
-    every order (non-HOT on PostgreSQL: ``status`` is indexed) were a seventh of the database's work.
+    committed state: nothing to flush) while the row and its events already say ``completed``. Two
+    ``UPDATE`` statements of every order (non-HOT on PostgreSQL: ``status`` is indexed) were a seventh
+    of the database's work.
 
     Returns one entry per sale, in order: ``(order, shortfalls)``, or the :class:`DomainError` that
     refused it, in which case nothing of that sale is written. A sale refused by a hook after the
@@ -725,13 +728,18 @@ def _record_batch(ctx, session: Session, channel: str, caller: Caller, items: li
                            "note": None, "expires_at": None, "created_by": actor, "created_at": when,
                            "updated_at": now, "paid_at": when})
         plans.append((key, lines, short_list))
-    bulk.insert_rows(session, Order, order_rows)
+    # every row's id first (queries), then the rows sent in one pipelined block (PostgreSQL works on
+    # them while the ORM objects the hooks get are built; see core.bulk.pipelined)
+    conn = session.connection()
+    for row, new_id in zip(order_rows, bulk.new_ids(conn, Order.__table__, len(order_rows))):
+        row["id"] = new_id
     line_rows = []
     for row, (_key, lines, _short) in zip(order_rows, plans):
         for _product, line_row, _taken in lines:
             line_row["order_id"] = row["id"]
             line_rows.append(line_row)
-    bulk.insert_rows(session, OrderLine, line_rows)
+    for row, new_id in zip(line_rows, bulk.new_ids(conn, OrderLine.__table__, len(line_rows))):
+        row["id"] = new_id
     alloc_rows, planned = [], []
     for row, (_key, lines, _short) in zip(order_rows, plans):
         for _product, line_row, taken in lines:
@@ -739,26 +747,35 @@ def _record_batch(ctx, session: Session, channel: str, caller: Caller, items: li
                 alloc_rows.append({"order_line_id": line_row["id"], "lot_id": lot.id, "lot_no": lot.lot_no,
                                    "expiry": lot.expiry, "quantity": q})
                 planned.append((lot, q, reason, row["id"]))
-    bulk.insert_rows(session, OrderAllocation, alloc_rows)
-    # the ORM objects the hooks and the caller get, persistent without an INSERT: the orders with
-    # their lines (which every order hook may read); a line's allocations, which no bundled hook
-    # reads, are left unloaded (loaded from the rows above on first access)
+    for row, new_id in zip(alloc_rows, bulk.new_ids(conn, OrderAllocation.__table__, len(alloc_rows))):
+        row["id"] = new_id
+    booking = stock.DirectBooking(ctx, session, planned, actor=actor)
+    events = [{"order_id": row["id"], "old_status": old, "new_status": new, "actor": actor, "reason": reason,
+               "created_at": now} for row in order_rows for old, new, reason in _RECORDED_STEPS]
     orders: dict[int, Order] = {}
     shortfalls: dict[int, list[dict]] = {}
-    new_lines = []
-    for row, (key, lines, short_list) in zip(order_rows, plans):
-        order_lines = [bulk.loaded(OrderLine, line_row, product=product) for product, line_row, _taken in lines]
-        order = bulk.loaded(Order, row, lines=order_lines, adjustments=[])
-        order.__dict__["status"] = "paid"  # the row is written completed; the hooks take it step by step
-        for line in order_lines:
-            line.__dict__["order"] = order
-        new_lines += order_lines
-        orders[key], shortfalls[key] = order, short_list
-    attached += orders.values()
-    bulk.attach(session, [*orders.values(), *new_lines])
-    attached += stock.book_direct(ctx, session, planned, actor=actor)
+    with bulk.pipelined(conn) as writes:
+        writes.insert(Order.__table__, order_rows)
+        writes.insert(OrderLine.__table__, line_rows)
+        writes.insert(OrderAllocation.__table__, alloc_rows)
+        attached += booking.send(writes)
+        writes.insert(OrderEvent.__table__, events)
+        # the ORM objects the hooks and the caller get, persistent without an INSERT: the orders with
+        # their lines (which every order hook may read); a line's allocations, which no bundled hook
+        # reads, are left unloaded (loaded from the rows above on first access)
+        new_lines = []
+        for row, (key, lines, short_list) in zip(order_rows, plans):
+            order_lines = [bulk.loaded(OrderLine, line_row, product=product) for product, line_row, _taken in lines]
+            order = bulk.loaded(Order, row, lines=order_lines, adjustments=[])
+            order.__dict__["status"] = "paid"  # the row is written completed; the hooks take it step by step
+            for line in order_lines:
+                line.__dict__["order"] = order
+            new_lines += order_lines
+            orders[key], shortfalls[key] = order, short_list
+        attached += orders.values()
+        bulk.attach(session, [*orders.values(), *new_lines])
+    booking.announce()
 
-    events: list[dict] = []
     for key in list(orders):
         order, extra = orders[key], orders[key].extra
         try:
@@ -784,13 +801,11 @@ def _record_batch(ctx, session: Session, channel: str, caller: Caller, items: li
                                                          amount_fen=int(adj["amount_fen"])))
             order.adjustments_fen = adj_total
             order.total_fen = max(0, order.subtotal_fen + adj_total)
-        events += ({"order_id": order.id, "old_status": old, "new_status": new, "actor": actor, "reason": reason}
-                   for old, new, reason in _RECORDED_STEPS)
     # a refusal ends the pass at once (the caller rolls back and writes the others again): the
     # status hooks of the others then run once, in the pass that commits
     if refused:
         return {}
-    _events(session, events)
+    session.flush()  # a hook's changes to the orders (adjustments) before the status hooks
     _changed(ctx, session, orders, refused, None, "paid", caller)
     if not refused:
         _advance(ctx, session, orders, refused, "ready", caller)
@@ -802,15 +817,6 @@ def _record_batch(ctx, session: Session, channel: str, caller: Caller, items: li
 #: the steps of a recorded sale, as its order events say them: (old status, new status, reason)
 _RECORDED_STEPS = ((None, "paid", "sale recorded"), ("paid", "ready", ""),
                    ("ready", "completed", "handed over at the counter"))
-
-
-def _events(session: Session, events: list[dict]) -> None:
-    """Write the orders' pending changes (a hook's), then their events in one statement (no ORM objects:
-    nothing reads them back in the transaction)."""
-    session.flush()
-    if events:
-        now = utcnow()
-        bulk.insert_values(session.connection(), OrderEvent.__table__, [{**e, "created_at": now} for e in events])
 
 
 def _changed(ctx, session: Session, orders: dict, refused: dict, old_status, new_status, caller) -> None:

@@ -25,7 +25,7 @@ from .models import Product, StockLot, StockMovement, Store
 
 __all__ = ["receive", "adjust", "transfer", "reserve_fefo", "reserve_fefo_many", "release", "sell_reserved", "return_to_stock",
            "on_hand", "verify", "sellable", "today_utc", "list_movements", "stock_by_product", "sell_direct",
-           "lock_lots", "plan_direct", "book_direct"]
+           "lock_lots", "plan_direct", "book_direct", "DirectBooking"]
 
 
 def today_utc() -> dt.date:
@@ -430,35 +430,65 @@ def plan_direct(lots: list[StockLot], quantity: int, *, lot_no: str | None = Non
     return taken, shortfall
 
 
+class DirectBooking:
+    """The writes of :func:`plan_direct` allocations ``(lot, units, reason, order_id)``: the ``sale``
+    movements and the lots' new on-hand (set in memory by :func:`plan_direct`), set-based -- one
+    ``UPDATE`` for the lots, one ``INSERT`` for the movements (Core, not the ORM's unit of work:
+    :mod:`core.bulk`) -- then ``stock_movement_recorded`` for each movement, in order.
+
+    In three steps, so that a caller can send the writes with its own in one
+    :func:`core.bulk.pipelined` block (:func:`core.orders.record_sales`): building it takes the
+    movements' ids (a query; the session's pending rows, e.g. an order the movements name, are
+    flushed first); :meth:`send` sends the writes and builds the movements handed to the hook
+    (persistent ORM objects in the session, made without an INSERT, and only when some plugin
+    implements the hook); :meth:`announce`, once the block has ended, runs the hook.
+    :func:`book_direct` does all three."""
+
+    def __init__(self, ctx, session: Session, planned: list[tuple[StockLot, int, str, int | None]], *,
+                 actor: str) -> None:
+        self.ctx, self.session = ctx, session
+        self.now = now = utcnow()
+        touched = {id(lot): lot for lot, _q, _reason, _order in planned}.values()
+        self.lot_rows = [{"id": lot.id, "on_hand": lot.on_hand, "updated_at": now} for lot in touched]
+        for lot in touched:  # what the lots hold is what the database will hold: nothing to flush
+            set_committed_value(lot, "on_hand", lot.on_hand)
+            set_committed_value(lot, "updated_at", now)
+        self.movements: list[StockMovement] = []
+        self.rows = [{"store_id": lot.store_id, "product_id": lot.product_id, "lot_id": lot.id, "kind": "sale",
+                      "on_hand_delta": -q, "reserved_delta": 0, "reason": reason, "order_id": order_id,
+                      "reference": None, "actor": actor, "created_at": now} for lot, q, reason, order_id in planned]
+        if self.rows:
+            session.flush()  # the caller's pending rows (an order the movements name), if any
+            for row, new_id in zip(self.rows, bulk.new_ids(session.connection(), StockMovement.__table__,
+                                                           len(self.rows))):
+                row["id"] = new_id
+
+    def send(self, writes: bulk.Writes) -> list[StockMovement]:
+        """Send the writes; returns the movements made persistent in the session (for :func:`core.bulk.detach`)."""
+        writes.update(StockLot.__table__, self.lot_rows)
+        writes.insert(StockMovement.__table__, self.rows)
+        if self.rows and self.ctx.hook.stock_movement_recorded.get_hookimpls():
+            self.movements = [bulk.loaded(StockMovement, row) for row in self.rows]
+            bulk.attach(self.session, self.movements)
+        return self.movements
+
+    def announce(self) -> None:
+        hook = self.ctx.hook.stock_movement_recorded
+        for movement in self.movements:
+            hook(session=self.session, movement=movement)
+
+
 def book_direct(ctx, session: Session, planned: list[tuple[StockLot, int, str, int | None]], *,
                 actor: str) -> list[StockMovement]:
-    """Append the ``sale`` movements of :func:`plan_direct` allocations ``(lot, units, reason, order_id)``
-    and write the lots' new on-hand (set in memory by :func:`plan_direct`), set-based: one ``UPDATE``
-    for the lots, one ``INSERT`` for the movements (Core, not the ORM's unit of work: :mod:`core.bulk`),
-    then ``stock_movement_recorded`` for each movement, in order. The movements handed to the hook are
-    persistent ORM objects in ``session`` (built without an INSERT); they are built only when some
-    plugin implements the hook. Returns them (an empty list when none were built)."""
+    """Append the ``sale`` movements of :func:`plan_direct` allocations and write the lots' new on-hand,
+    then run ``stock_movement_recorded`` (see :class:`DirectBooking`). Returns the movements handed to
+    the hook (an empty list when no plugin implements it)."""
     if not planned:
         return []
-    now = utcnow()
-    touched = {id(lot): lot for lot, _q, _reason, _order in planned}.values()
-    bulk.update_values(session.connection(), StockLot.__table__,
-                       [{"id": lot.id, "on_hand": lot.on_hand, "updated_at": now} for lot in touched])
-    for lot in touched:  # what the lots now hold is what the database holds: nothing left to flush
-        set_committed_value(lot, "on_hand", lot.on_hand)
-        set_committed_value(lot, "updated_at", now)
-    session.flush()  # the caller's pending rows (an order the movements name), if any
-    rows = [{"store_id": lot.store_id, "product_id": lot.product_id, "lot_id": lot.id, "kind": "sale",
-             "on_hand_delta": -q, "reserved_delta": 0, "reason": reason, "order_id": order_id, "reference": None,
-             "actor": actor, "created_at": now} for lot, q, reason, order_id in planned]
-    bulk.insert_rows(session, StockMovement, rows)
-    hook = ctx.hook.stock_movement_recorded
-    if not hook.get_hookimpls():
-        return []
-    movements = [bulk.loaded(StockMovement, row) for row in rows]
-    bulk.attach(session, movements)
-    for movement in movements:
-        hook(session=session, movement=movement)
+    booking = DirectBooking(ctx, session, planned, actor=actor)
+    with bulk.pipelined(session.connection()) as writes:
+        movements = booking.send(writes)
+    booking.announce()
     return movements
 
 

@@ -4,11 +4,13 @@ import datetime as dt
 import json
 
 import pytest
-from sqlalchemy.exc import InvalidRequestError
+from sqlalchemy.exc import InvalidRequestError, StatementError
 from sqlalchemy.orm import attributes, make_transient_to_detached
 
 from core import bulk
 from core.models import OrderAllocation, OrderLine, StockMovement
+
+from .factories import store
 
 UTC8 = dt.timezone(dt.timedelta(hours=8))
 
@@ -54,3 +56,61 @@ def test_an_object_is_made_detached_as_sqlalchemy_would():
     bulk._to_detached(ours)
     make_transient_to_detached(theirs)
     assert attributes.instance_state(ours).key == attributes.instance_state(theirs).key
+
+
+def _audit_row(n):
+    return {"at": dt.datetime.now(dt.timezone.utc), "actor": "test", "action": f"pipelined.{n}", "entity": "test",
+            "entity_id": str(n), "before": None, "after": {"n": n}, "detail": ""}
+
+
+def test_pipelined_writes_land_in_order_and_python_goes_on_meanwhile(ctx):
+    from core.models import AuditEntry, Store
+    from sqlalchemy import select
+    with ctx.transaction() as session:
+        st = store(session)
+        session.flush()
+        conn = session.connection()
+        with bulk.pipelined(conn) as writes:
+            writes.insert(AuditEntry.__table__, [_audit_row(1), _audit_row(2)])
+            writes.update(Store.__table__, [{"id": st.id, "name": "改名的门店"}])
+            writes.insert(AuditEntry.__table__, [])  # nothing to send
+            worked = sum(range(1000))  # Python work while the server works (no statement of its own)
+        assert worked == 499500
+        got = session.execute(select(AuditEntry.action).where(AuditEntry.action.like("pipelined.%"))
+                              .order_by(AuditEntry.id)).scalars().all()
+        assert got == ["pipelined.1", "pipelined.2"]
+        session.expire_all()
+        assert session.get(Store, st.id).name == "改名的门店"
+
+
+def test_a_failed_pipelined_write_raises_as_sqlalchemy_raises_it(ctx):
+    from sqlalchemy.exc import IntegrityError
+    from core.models import Store
+    with ctx.transaction() as session:
+        st = store(session)
+        session.flush()
+        now = dt.datetime.now(dt.timezone.utc)
+        twin = {"code": st.code, "name": "twin", "address": "", "phone": "", "active": True, "created_at": now,
+                "updated_at": now}  # the same code: UNIQUE
+        savepoint = session.begin_nested()
+        with pytest.raises(IntegrityError) as caught:
+            with bulk.pipelined(session.connection()) as writes:
+                writes.insert(Store.__table__, [twin])
+        savepoint.rollback()
+        assert "code" in str(caught.value.orig)
+        assert session.get(Store, st.id).code == st.code  # the transaction goes on after the SAVEPOINT
+
+
+def test_a_statement_inside_a_pipelined_block_is_refused_not_left_without_its_result(ctx, db_backend):
+    from sqlalchemy import select
+    from core.models import Store
+    if db_backend != "postgresql":
+        pytest.skip("SQLite writes at once: there is no pipeline to misuse")
+    with ctx.transaction() as session:
+        st = store(session)
+        session.flush()
+        with pytest.raises(StatementError) as caught:
+            with bulk.pipelined(session.connection()):
+                session.execute(select(Store.id)).all()  # would have read no rows: refused
+        assert isinstance(caught.value.orig, bulk.PipelineMisuse)
+        assert session.execute(select(Store.id).where(Store.id == st.id)).scalar_one() == st.id  # usable again
