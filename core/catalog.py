@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session, attributes, make_transient_to_detached
+from sqlalchemy.orm import Session, attributes
 
-from . import audit
+from . import audit, bulk
 from .auth import Caller
 from .errors import Forbidden, NotFound, ValidationFailed
 from .listing import Page, keyset, like_pattern
@@ -175,8 +175,7 @@ def get_product(session: Session, product_id: int, *, connection: Connection | N
         return None
     product = _MAPPER.class_manager.new_instance()
     attributes.instance_state(product).dict.update(zip(_KEYS, values))  # the loaded (committed) values
-    make_transient_to_detached(product)  # its identity key, nothing pending or expired
-    session.add(product)  # persistent in the session, as if loaded by it
+    bulk.attach(session, [product])  # persistent in the session, as if loaded by it (no SQL)
     return product
 
 
