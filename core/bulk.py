@@ -1,8 +1,8 @@
-"""Set-based writes for hot paths (a POS upload): rows inserted with one Core ``executemany`` per
+"""Set-based writes for hot paths (a POS upload): rows inserted with one Core statement per
 table, and ORM objects for the same rows made persistent without an INSERT, so that hooks still
 receive real, session-attached objects (a change a hook makes is flushed as an UPDATE).
 
-* :func:`insert_rows` -- insert dicts into a model's table, return their ids in order;
+* :func:`new_ids` -- ids for new rows, taken before their INSERT (:func:`insert_values`);
 * :func:`loaded` -- an instance of a model holding given column values, as a query would load it
   (no constructor, no attribute events: the values are the committed state);
 * :func:`attach` -- make such instances (and the ones they hold in relationships) persistent in a
@@ -23,28 +23,14 @@ from sqlalchemy.orm import Session, attributes, configure_mappers, make_transien
 
 from .db import is_sqlite
 
-__all__ = ["insert_rows", "insert_returning", "new_ids", "insert_values", "update_values", "pipelined", "Writes",
-           "PipelineMisuse",
+__all__ = ["insert_returning", "new_ids", "insert_values", "update_values", "pipelined", "Writes", "PipelineMisuse",
            "loaded", "attach", "detach"]
 
 
-def insert_rows(session: Session, model, rows: list[dict]) -> list[int]:
-    """Insert ``rows`` (each with the same keys: every column but ``id``) into ``model``'s table; return
-    the new ids in the order of ``rows`` and set ``row["id"]``. The session's pending changes are not
-    flushed. The ids are known before the INSERT (:func:`new_ids`), which is then :func:`insert_values`."""
-    if not rows:
-        return []
-    conn = session.connection()
-    ids = new_ids(conn, model.__table__, len(rows))
-    for row, new_id in zip(rows, ids):
-        row["id"] = new_id
-    insert_values(conn, model.__table__, rows)
-    return ids
-
-
 def insert_returning(session: Session, model, rows: list[dict]) -> list[int]:
-    """Like :func:`insert_rows` for a few rows (an online order's lines, allocations and movements):
-    PostgreSQL: one ``INSERT ... RETURNING`` (one round trip, where :func:`insert_rows` takes two);
+    """Insert a few rows (an online order's lines, allocations and movements) and return their ids:
+    PostgreSQL: one ``INSERT ... RETURNING`` (one round trip, where :func:`new_ids` and
+    :func:`insert_values` take two);
     SQLite, which does not promise the order of RETURNING rows for many rows: :func:`new_ids` and one
     ``executemany``. Returns the new ids in the order of ``rows`` (``rows`` are not changed)."""
     if not rows:
@@ -201,8 +187,7 @@ def pipelined(conn) -> Iterator[Writes]:
     failed statement. Inside the block nothing else may use the connection: a SQLAlchemy statement
     there would read no result, so it is refused (SQLAlchemy raises a ``StatementError`` whose ``orig``
     is a :class:`PipelineMisuse`): no queries, no flush, no lazy loads; only Python work on what is at
-    hand. SQLite runs each write at once (in process:
-    there is no round trip to save)."""
+    hand. SQLite runs each write at once (in process: there is no round trip to save)."""
     if is_sqlite(conn):
         yield Writes(conn)
         return

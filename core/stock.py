@@ -447,7 +447,7 @@ class DirectBooking:
     def __init__(self, ctx, session: Session, planned: list[tuple[StockLot, int, str, int | None]], *,
                  actor: str) -> None:
         self.ctx, self.session = ctx, session
-        self.now = now = utcnow()
+        now = utcnow()
         touched = {id(lot): lot for lot, _q, _reason, _order in planned}.values()
         self.lot_rows = [{"id": lot.id, "on_hand": lot.on_hand, "updated_at": now} for lot in touched]
         for lot in touched:  # what the lots hold is what the database will hold: nothing to flush
