@@ -94,15 +94,31 @@ _HTTP_SLUGS = {
 DRAIN_LIMIT = 32 * 1024 * 1024
 
 
+def body_stream(req: falcon.Request):
+    """The request body as a stream: Falcon's bounded stream (``Content-Length`` bytes), or for a
+    body sent ``Transfer-Encoding: chunked`` (no length) the server's stream, which gunicorn
+    decodes and ends at the last chunk. (Falcon takes a missing length for an empty body: a
+    chunked upload would have been read as nothing.) ``None`` when the request has no body."""
+    if req.content_length is not None:
+        return req.bounded_stream
+    if "chunked" in (req.get_header("Transfer-Encoding") or "").lower():
+        return req.stream
+    return None
+
+
 def _drain(req: falcon.Request) -> None:
     """Read what is left of a refused body (up to :data:`DRAIN_LIMIT`), so the worker does not
     close a socket holding unread data: that close is a TCP reset, and a proxy still sending
     the body (nginx) would lose the 413 and answer 502 instead."""
-    if req.content_length is None or req.content_length > DRAIN_LIMIT:
+    if req.content_length is not None and req.content_length > DRAIN_LIMIT:
+        return
+    stream = body_stream(req)
+    if stream is None:
         return
     try:
-        while req.bounded_stream.read(64 * 1024):
-            pass
+        left = DRAIN_LIMIT
+        while left > 0 and (got := stream.read(min(64 * 1024, left))):
+            left -= len(got)
     except Exception:  # noqa: BLE001 - the client went away: nothing left to protect
         pass
 

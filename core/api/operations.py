@@ -39,10 +39,10 @@ from sqlalchemy import select
 from ..auth import STAFF_ROLES
 from ..errors import IdempotencyConflict, ValidationFailed
 from ..models import IdempotencyRecord
-from .errors import BadQuery, MalformedJson, PayloadTooLarge, UnsupportedMediaType
+from .errors import BadQuery, MalformedJson, PayloadTooLarge, UnsupportedMediaType, body_stream
 
 __all__ = ["operation", "Operation", "STAFF", "CUSTOMER", "EVERYONE", "KNOWN_ROLES", "OPERATION_ATTR",
-           "pydantic_fields", "read_json_body", "nul_fields"]
+           "pydantic_fields", "read_body", "read_json_body", "nul_fields"]
 
 STAFF: tuple[str, ...] = STAFF_ROLES  # admin, store_manager, pharmacist, clerk
 CUSTOMER: tuple[str, ...] = ("customer",)
@@ -157,14 +157,21 @@ def _raise_fields(fields: list[dict], cls=ValidationFailed) -> None:
     raise cls("; ".join(f"{f['field']}: {f['message']}" for f in fields), fields=fields)
 
 
+def read_body(req: falcon.Request, limit: int, advice: str = "") -> bytes:
+    """The raw request body, sent with a ``Content-Length`` or chunked (:func:`core.api.errors.body_stream`),
+    refused (413, with ``advice`` after the reason) when larger than ``limit`` bytes."""
+    if req.content_length is not None and req.content_length > limit:
+        raise PayloadTooLarge(f"the body is {req.content_length} bytes; at most {limit} are accepted{advice}")
+    stream = body_stream(req)
+    raw = stream.read(limit + 1) if stream is not None else b""
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes{advice}")
+    return raw
+
+
 def read_json_body(req: falcon.Request) -> bytes:
     """The raw request body, refused when larger than the configured limit or not JSON."""
-    limit = req.context.api.body_limit(req.context.operation)
-    if req.content_length is not None and req.content_length > limit:
-        raise PayloadTooLarge(f"the body is {req.content_length} bytes; at most {limit} are accepted")
-    raw = req.bounded_stream.read(limit + 1)
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+    raw = read_body(req, req.context.api.body_limit(req.context.operation))
     if raw.strip() and req.content_type:
         media = req.content_type.split(";", 1)[0].strip().lower()
         if media != "application/json" and not media.endswith("+json"):

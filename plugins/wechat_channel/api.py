@@ -28,7 +28,7 @@ from pydantic import AwareDatetime, Field
 
 from core.api import CUSTOMER, STAFF, operation
 from core.api.access import check_order
-from core.api.errors import PayloadTooLarge
+from core.api.operations import read_body
 from core.api.resources.auth import client_address
 from core.api.resources.common import ID, V1
 from core.api.schemas import Out
@@ -55,12 +55,7 @@ def _settings(req):
 
 
 def _raw(req) -> bytes:
-    if req.content_length is not None and req.content_length > MAX_XML_BYTES:
-        raise PayloadTooLarge(f"the body is {req.content_length} bytes; at most {MAX_XML_BYTES} are accepted")
-    body = req.bounded_stream.read(MAX_XML_BYTES + 1)
-    if len(body) > MAX_XML_BYTES:
-        raise PayloadTooLarge(f"the body is larger than {MAX_XML_BYTES} bytes")
-    return body
+    return read_body(req, MAX_XML_BYTES)
 
 
 def _answers(media_type: str, statuses: dict[int, str]) -> dict:

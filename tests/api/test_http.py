@@ -65,6 +65,28 @@ def test_smoke_over_http(served, tmp_path):
     assert token not in log and "boss-password" not in log
 
 
+def _chunks(data: bytes, size: int = 7):
+    """A body requests sends with Transfer-Encoding: chunked (a generator has no length)."""
+    for i in range(0, len(data), size):
+        yield data[i:i + size]
+
+
+def test_a_chunked_body_is_read_and_its_limit_enforced(served):
+    http = requests.Session()
+    token = http.post(f"{served}/api/v1/auth/token", json={"username": "boss", "password": "boss-password"}).json()
+    http.headers.update({"Authorization": f"Bearer {token['token']}", "Content-Type": "application/json"})
+    body = json.dumps({"code": "CQ01", "name": "重庆一店"}).encode()
+    r = http.post(f"{served}/api/v1/stores", data=_chunks(body))
+    assert r.request.headers.get("Transfer-Encoding") == "chunked" and "Content-Length" not in r.request.headers
+    assert r.status_code == 201, r.text  # read as sent, not as an empty body
+    assert r.json()["code"] == "CQ01" and r.json()["name"] == "重庆一店"
+    big = json.dumps({"code": "CQ02", "name": "x" * (2 * 1024 * 1024)}).encode()  # over the 1 MiB default
+    r = http.post(f"{served}/api/v1/stores", data=_chunks(big, 64 * 1024))
+    assert r.status_code == 413 and "larger than 1048576 bytes" in r.json()["detail"], r.text
+    stores = http.get(f"{served}/api/v1/stores").json()
+    assert [s["code"] for s in stores["items"] if s["code"].startswith("CQ")] == ["CQ01"]  # nothing half-written
+
+
 def test_gunicorn_conf_loads_the_app(make_ctx, tmp_path):
     ctx = make_ctx()
     config = write_config(tmp_path, ctx.config.database_url)

@@ -130,18 +130,28 @@ def test_a_lying_content_length_is_refused_cleanly(h, unchanged, declared, sent,
 
 
 def test_a_body_without_content_length_is_never_read_past_the_limit(h, unchanged):
-    """A chunked body (no Content-Length, the input marked terminated as gunicorn does): Falcon reads a body
-    without a Content-Length as empty, so however large it is nothing of it is read or stored (a 422 for the
-    missing fields); the upload route asks for a Content-Length (411)."""
+    """A chunked body (``Transfer-Encoding: chunked``, no Content-Length, the input marked terminated as
+    gunicorn does) is read as the server decodes it, and refused (413) once past the limit, the rest
+    drained unparsed; a body with neither header is no body at all (a 422 for the missing fields);
+    the upload route asks for a Content-Length (411)."""
     body = b'{"code": "X5", "name": "' + b"n" * (LIMIT + 10) + b'"}'
+    chunked = {"wsgi.input_terminated": True, "HTTP_TRANSFER_ENCODING": "chunked"}
+    status, headers, data = h.wsgi("POST", "/api/v1/stores", body, content_length=None, extra_env=chunked)
+    assert status == 413 and f"larger than {LIMIT} bytes".encode() in data, data
+    assert headers["content-type"].startswith("application/problem+json")
     status, headers, data = h.wsgi("POST", "/api/v1/stores", body, content_length=None,
                                    extra_env={"wsgi.input_terminated": True})
-    assert status in (413, 422), data
-    assert headers["content-type"].startswith("application/problem+json")
+    assert status == 422, data
     status, _, data = h.wsgi("POST", "/api/v1/orders/1/prescription", b"--x--" + b"x" * LIMIT, content_length=None,
-                             content_type="multipart/form-data; boundary=x", role="admin",
-                             extra_env={"wsgi.input_terminated": True})
+                             content_type="multipart/form-data; boundary=x", role="admin", extra_env=chunked)
     assert status in (404, 411), data
+
+
+def test_a_chunked_body_within_the_limit_is_read(h):
+    body = json.dumps({"code": "X6", "name": "重庆"}).encode()
+    status, _, data = h.wsgi("POST", "/api/v1/stores", body, content_length=None,
+                             extra_env={"wsgi.input_terminated": True, "HTTP_TRANSFER_ENCODING": "chunked"})
+    assert status == 201 and json.loads(data)["name"] == "重庆", data
 
 
 @pytest.mark.parametrize("endpoint", ["stores", "products", "customers", "users", "orders", "pos_devices"])

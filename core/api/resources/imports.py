@@ -16,8 +16,8 @@ from pydantic import Field
 
 from ... import importer
 from ...errors import ValidationFailed
-from ..errors import PayloadTooLarge, UnsupportedMediaType
-from ..operations import operation
+from ..errors import UnsupportedMediaType
+from ..operations import operation, read_body
 from ..schemas import Out, Query
 
 __all__ = ["ProductImport", "ImportOut", "CSV_TYPES"]
@@ -59,13 +59,8 @@ class ProductImport:
         media = (req.content_type or "").split(";", 1)[0].strip().lower()
         if media not in CSV_TYPES:
             raise UnsupportedMediaType(f"send the file as text/csv, not {media or 'no Content-Type'}")
-        limit = req.context.api.max_body_bytes
-        if req.content_length is not None and req.content_length > limit:
-            raise PayloadTooLarge(f"the body is {req.content_length} bytes; at most {limit} are accepted: "
-                                  "send the file in smaller chunks, each with the header row")
-        raw = req.bounded_stream.read(limit + 1)
-        if len(raw) > limit:
-            raise PayloadTooLarge(f"the body is larger than {limit} bytes: send the file in smaller chunks")
+        raw = read_body(req, req.context.api.max_body_bytes,
+                        ": send the file in smaller chunks, each with the header row")
         if not raw.strip():
             raise ValidationFailed.one("body", "is empty: send the CSV file with its header row")
         q = req.context.query
