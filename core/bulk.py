@@ -77,18 +77,33 @@ def insert_values(conn, table, rows: list[dict]) -> None:
     it is (an ``executemany`` is one round of the pipeline per row; a multi-row ``VALUES`` a new, long
     SQL text per size that the driver parses again; arrays per column are escaped element by element
     in Python). Values as JSON: times and dates in ISO 8601 with their UTC offset, a JSON column's
-    value nested as it is (``None`` there is SQL NULL). SQLite (in process, no round trips):
-    ``executemany``."""
+    value nested as it is (``None`` there is SQL NULL). SQLite (in process, no round trips): the
+    driver's ``executemany`` (:func:`_sqlite_insert`)."""
     if not rows:
         return
-    if is_sqlite(conn):
-        stmt = _STATEMENTS.get(("insert", table.fullname))
-        if stmt is None:
-            stmt = _STATEMENTS[("insert", table.fullname)] = insert(table)
-        conn.execute(stmt, rows)
-        return
     keys = tuple(rows[0])
+    if is_sqlite(conn):
+        sql, processors = _sqlite_insert(conn, table, keys)
+        conn.exec_driver_sql(sql, [tuple([p(row[k]) if p else row[k] for k, p in processors]) for row in rows])
+        return
     conn.exec_driver_sql(_pg_insert(conn, table, keys), {"rows": _json_rows(table, keys, rows)})
+
+
+def _sqlite_insert(conn, table, keys: tuple) -> tuple[str, tuple]:
+    """SQLite's INSERT of ``keys`` with positional parameters, and each column's bind processor (the
+    function SQLAlchemy itself would apply to the value, e.g. a time to its stored text), built once:
+    the rows go to the driver's ``executemany`` as tuples, without SQLAlchemy's per-row parameter
+    compilation (in process, three pairs of POS uploads: 373-400 -> 352-373 us per sale). Like
+    PostgreSQL's path, only the given keys are written (a column left out takes the table's own
+    default, not a Python-side one)."""
+    found = _STATEMENTS.get(("sqlite-insert", table.fullname, keys))
+    if found is None:
+        q = conn.dialect.identifier_preparer
+        cols = ", ".join(q.quote(table.c[k].name) for k in keys)
+        sql = f"INSERT INTO {q.format_table(table)} ({cols}) VALUES ({', '.join('?' * len(keys))})"
+        processors = tuple((k, table.c[k].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)) for k in keys)
+        found = _STATEMENTS[("sqlite-insert", table.fullname, keys)] = (sql, processors)
+    return found
 
 
 def update_values(conn, table, rows: list[dict]) -> None:

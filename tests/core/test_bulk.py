@@ -114,3 +114,31 @@ def test_a_statement_inside_a_pipelined_block_is_refused_not_left_without_its_re
                 session.execute(select(Store.id)).all()  # would have read no rows: refused
         assert isinstance(caught.value.orig, bulk.PipelineMisuse)
         assert session.execute(select(Store.id).where(Store.id == st.id)).scalar_one() == st.id  # usable again
+
+
+def test_insert_values_stores_what_a_sqlalchemy_insert_stores(ctx):
+    """The set-based INSERT (SQLite: the driver's executemany with SQLAlchemy's own bind processors;
+    PostgreSQL: one JSON document) stores the same values an ORM or Core insert stores: a time in
+    another zone as the same UTC text, JSON with the same content (PostgreSQL's ``json`` keeps the
+    text as sent, and the bulk path writes a JSON ``None`` as SQL NULL: read back, both are ``None``)."""
+    from sqlalchemy import insert, text
+    from core.models import AuditEntry
+    table = AuditEntry.__table__
+    when = dt.datetime(2026, 11, 26, 8, 30, 15, 123456, tzinfo=UTC8)
+    row = {"at": when, "actor": "test", "action": "bulk.same", "entity": "product", "entity_id": None,
+           "before": None, "after": {"名称": "布洛芬", "n": [1, 2.5, None, True]}, "detail": "行\n2"}
+    with ctx.transaction() as session:
+        conn = session.connection()
+        bulk.insert_values(conn, table, [dict(row, entity_id="bulk")])
+        conn.execute(insert(table), [dict(row, entity_id="core")])
+        stored = {r[0]: r[1:] for r in conn.execute(text(
+            "SELECT entity_id, CAST(at AS TEXT), actor, action, entity, detail, CAST(before AS TEXT), "
+            "CAST(after AS TEXT) FROM audit_log WHERE action = 'bulk.same'"))}
+        assert set(stored) == {"bulk", "core"}
+        assert stored["bulk"][:5] == stored["core"][:5]  # the time's stored text, the strings
+        as_json = [[json.loads(v) if v is not None else None for v in stored[k][5:]] for k in ("bulk", "core")]
+        assert as_json[0] == as_json[1] == [None, row["after"]]
+        if conn.dialect.name == "sqlite":
+            assert stored["bulk"] == stored["core"]  # the very text, through SQLAlchemy's own processors
+        back = session.query(AuditEntry).filter_by(action="bulk.same", entity_id="bulk").one()
+        assert back.at == when and back.at.utcoffset() == dt.timedelta(0) and back.after == row["after"]
