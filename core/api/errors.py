@@ -97,11 +97,13 @@ DRAIN_LIMIT = 32 * 1024 * 1024
 def body_stream(req: falcon.Request):
     """The request body as a stream: Falcon's bounded stream (``Content-Length`` bytes), or for a
     body sent ``Transfer-Encoding: chunked`` (no length) the server's stream, which gunicorn
-    decodes and ends at the last chunk. (Falcon takes a missing length for an empty body: a
-    chunked upload would have been read as nothing.) ``None`` when the request has no body."""
+    decodes and ends at the last chunk (it says so with ``wsgi.input_terminated``; a server that
+    does not could leave a read waiting, so there the body counts as absent, as before). (Falcon
+    takes a missing length for an empty body: a chunked upload was read as nothing.) ``None``
+    when the request has no body."""
     if req.content_length is not None:
         return req.bounded_stream
-    if "chunked" in (req.get_header("Transfer-Encoding") or "").lower():
+    if "chunked" in (req.get_header("Transfer-Encoding") or "").lower() and req.env.get("wsgi.input_terminated"):
         return req.stream
     return None
 
