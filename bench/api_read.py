@@ -4,17 +4,21 @@ Three servers on one fresh database, each gunicorn with the same worker count an
 
 - ``all``:  pharmo2o with the four bundled plugins enabled;
 - ``core``: pharmo2o with no plugin enabled (same database, its own configuration);
-- ``bare``: bench/bare_app.py, Falcon + one SQLAlchemy Core select of the same row, no token.
+- ``bare``: bench/bare_app.py, Falcon + one SQLAlchemy Core select of the same row, no token;
+- ``auth``: bench/bare_app.py --auth, the same plus the least any read must do under pharmo2o's
+  rules: the bearer token looked up (with its user) in the statement that reads the row, and the
+  caller's role checked. ``auth ÷ bare`` (no target) is the most of the bare rate an
+  authenticated read can keep; ``all ÷ auth`` what pharmo2o's own work beyond that costs.
 
 ``wrk --latency`` loads each at 1, 16 and 64 connections for ``--duration`` seconds, the servers
 taking turns within each round (the order rotates from round to round); each figure is the
 median of ``--rounds`` rounds, each ratio the median of the per-round ratios. pharmo2o's
 endpoint needs a bearer token (every role may read a product), so wrk sends an admin's
-token to all three: pharmo2o pays the token lookup, the bare app does not.
+token to all four: pharmo2o and ``auth`` pay the token lookup, the bare app does not.
 
 Targets: all ÷ bare >= 0.85 and all ÷ core >= 0.95 (requests/s)::
 
-    python bench/api_read.py                      # both databases, 3 s x 5 rounds, 2 workers (about 8 min)
+    python bench/api_read.py                      # both databases, 3 s x 5 rounds, 2 workers (about 11 min)
     python bench/api_read.py --database sqlite --duration 3 --rounds 5
 """
 from __future__ import annotations
@@ -33,30 +37,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (ALL_PLUGINS, DEFAULT_PG, REPO, Database, Server, call, ensure_wrk, free_port,  # noqa: E402
                     median, record, table, wrk)
 
-APPS = ("all", "core", "bare")
+APPS = ("all", "core", "auth", "bare")
 TARGETS = {"all/bare": 0.85, "all/core": 0.95}
 
 
 class BareServer:
     """bench/bare_app.py under gunicorn on ``db``'s database; a context manager like :class:`common.Server`."""
 
-    def __init__(self, db: Database, workers: int, path: str) -> None:
-        self.db, self.workers, self.path = db, workers, path
+    def __init__(self, db: Database, workers: int, path: str, auth: bool = False, token: str | None = None) -> None:
+        self.db, self.workers, self.path, self.auth, self.token = db, workers, path, auth, token
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = db.workdir / "bare.log"
+        self.log_path = db.workdir / ("auth.log" if auth else "bare.log")
         self.proc = None
 
     def __enter__(self) -> "BareServer":
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, str(REPO / "bench" / "bare_app.py"), "--database-url", self.db.url,
-                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers)],
+                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers)] + (["--auth"] if self.auth else []),
                 cwd=self.db.workdir, env=self.db.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while True:
             try:
-                urllib.request.urlopen(self.base + self.path, timeout=2).read()
+                headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+                urllib.request.urlopen(urllib.request.Request(self.base + self.path, headers=headers), timeout=2).read()
                 return self
             except OSError:
                 pass
@@ -91,8 +96,9 @@ def bench(kind: str, args) -> str:
             "approval_number": "国药准字H10900089", "category": "解热镇痛", "rx_class": "otc_a", "price_fen": 2580}, token)
         path = f"/api/v1/products/{product['id']}"
         headers = {"Authorization": f"Bearer {token}"}
-        with BareServer(db, args.workers, path) as bare:
-            servers = {"all": ours_all, "core": ours_core, "bare": bare, "before": before}
+        with BareServer(db, args.workers, path) as bare, \
+                BareServer(db, args.workers, path, auth=True, token=token) as auth:
+            servers = {"all": ours_all, "core": ours_core, "auth": auth, "bare": bare, "before": before}
             for name in apps:  # warm up: connections, statement caches, imports
                 wrk(servers[name].base + path, connections=4, duration=1, headers=headers)
             runs: dict[tuple[int, str], list[dict]] = {}
@@ -113,6 +119,7 @@ def bench(kind: str, args) -> str:
         ratio = {k: median(a / b for a, b in zip(rps[k.split("/")[0]], rps[k.split("/")[1]])) for k in TARGETS}
         for n in apps:
             ratio[f"{n}/bare"] = median(a / b for a, b in zip(rps[n], rps["bare"]))
+        ratio["all/auth"] = median(a / b for a, b in zip(rps["all"], rps["auth"]))
         if args.before:
             ratio["all/before"] = median(a / b for a, b in zip(rps["all"], rps["before"]))
         for n in apps:
@@ -124,6 +131,8 @@ def bench(kind: str, args) -> str:
                          f"{ratio['all/core']:.2f}" if n == "all" else "", errors or ""])
         if args.before:
             verdicts.append(f"{conns} connections: all/before {ratio['all/before']:.2f} (this code over {args.before})")
+        verdicts.append(f"{conns} connections: auth/bare {ratio['auth/bare']:.2f} (no target: the most an "
+                        f"authenticated read keeps), all/auth {ratio['all/auth']:.2f}")
         for key, target in TARGETS.items():
             verdicts.append(f"{conns} connections: {key} {ratio[key]:.2f} ({'meets' if ratio[key] >= target else 'misses'} "
                             f">= {target})")
@@ -131,7 +140,8 @@ def bench(kind: str, args) -> str:
     body += (f"\n\n{args.workers} sync gunicorn workers each; wrk {args.duration:g} s per run, {args.rounds} rounds "
              f"(apps alternating, order rotating), medians; ratios are medians of per-round ratios; "
              f"{elapsed:.0f} s of load.\n`all` = pharmo2o with {', '.join(ALL_PLUGINS)}; `core` = pharmo2o, no plugin; "
-             f"`bare` = bench/bare_app.py (Falcon + one Core select, no token)"
+             f"`bare` = bench/bare_app.py (Falcon + one Core select, no token); `auth` = bench/bare_app.py --auth "
+             f"(the same, the token and role checked in that select)"
              + (f"; `before` = pharmo2o (all plugins) served from the code in {args.before}" if args.before else "")
              + ".\n\n"
              + "\n".join(f"- {v}" for v in verdicts))
