@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .auth import STAFF_ROLES, Caller, hash_password
-from .errors import NotFound, ValidationFailed
+from .errors import Forbidden, NotFound, ValidationFailed
 from .listing import Page, keyset, like_pattern
 from .models import Customer, Store, User
 
@@ -93,6 +93,10 @@ def update_store(session: Session, store_id: int, data: dict[str, Any], caller: 
         else:
             changes["active"] = data["active"]
     _raise(errors)
+    if changes.get("active", store.active) != store.active and caller.role not in ("admin", "system"):
+        # closing or reopening a store is the chain's decision, as withdrawing a product is
+        raise Forbidden(f"role {caller.role!r} may not {'close' if store.active else 'reopen'} store {store_id}",
+                        fields=[{"field": "active", "message": "only an admin may close or reopen a store"}])
     before = {k: getattr(store, k) for k in changes}
     for k, v in changes.items():
         setattr(store, k, v)

@@ -33,6 +33,20 @@ def test_store_manager_updates_only_their_store(api):
     assert api.get(f"/api/v1/stores/{other['id']}").json["phone"] == ""
 
 
+def test_store_manager_may_not_close_or_reopen_their_store(api):
+    r = api.patch(f"/api/v1/stores/{api.store_id}", role="store_manager", json={"phone": "555", "active": False})
+    assert r.status_code == 403 and "active" in fields(r)
+    s = api.get(f"/api/v1/stores/{api.store_id}").json
+    assert s["active"] is True and s["phone"] == ""  # nothing of the refused change was written
+    # restating the current value is no change, and an admin may close and reopen
+    r = api.patch(f"/api/v1/stores/{api.store_id}", role="store_manager", json={"phone": "555", "active": True})
+    assert r.status_code == 200 and r.json["phone"] == "555"
+    assert api.patch(f"/api/v1/stores/{api.store_id}", json={"active": False}).json["active"] is False
+    r = api.patch(f"/api/v1/stores/{api.store_id}", role="store_manager", json={"active": True})
+    assert r.status_code == 403
+    assert api.patch(f"/api/v1/stores/{api.store_id}", json={"active": True}).json["active"] is True
+
+
 def test_product_create_get_update_deactivate(api):
     p = product(api, barcode="6901234567890", specification="0.3g*24粒")
     assert p["price_fen"] == 1250 and p["active"] and p["purchasable"] and p["package_insert"] == "说明书全文"

@@ -45,7 +45,8 @@ class StoreItem:
 
     @operation("stores.update", roles=("admin", "store_manager"), body=StoreUpdate, response=StoreOut,
                tags=("stores",), summary="Update a store",
-               description="A store manager may update their own store only.", errors=(404,))
+               description="A store manager may update their own store only, and may not close or reopen it "
+                           "(`active`: an admin's).", errors=(404,))
     def on_patch(self, req, resp, store_id):
         check_store(req.context.caller, store_id)
         store = people.update_store(req.context.session, store_id, req.context.body.model_dump(exclude_unset=True),
