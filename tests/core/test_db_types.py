@@ -1,0 +1,55 @@
+"""core.db's column types, bound as SQLAlchemy binds them: the SQLite text of UTCDateTime."""
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import DateTime, select
+from sqlalchemy.dialects import sqlite
+
+from core.db import UTCDateTime
+from core.models import ApiToken
+
+UTC8 = dt.timezone(dt.timedelta(hours=8))
+TIMES = [
+    dt.datetime(2026, 11, 26, 2, 31, 8, 260253, tzinfo=dt.timezone.utc),
+    dt.datetime(2026, 11, 26, 2, 31, 8, tzinfo=dt.timezone.utc),  # no microseconds: still written
+    dt.datetime(2026, 11, 26, 10, 31, 8, 5, tzinfo=UTC8),  # another offset: converted to UTC
+    dt.datetime(2026, 3, 29, 2, 30, tzinfo=ZoneInfo("Asia/Shanghai")),
+    dt.datetime(999, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),  # a year under 1000: four digits
+    dt.datetime(2026, 11, 26, 0, 0, tzinfo=ZoneInfo("UTC")),  # UTC, not as dt.timezone.utc
+]
+
+
+def _stock_text(value):
+    """What process_bind_param followed by SQLAlchemy's own SQLite DATETIME processor writes."""
+    dialect = sqlite.dialect()
+    stock = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
+    return stock(UTCDateTime().process_bind_param(value, dialect))
+
+
+@pytest.mark.parametrize("value", TIMES, ids=str)
+def test_sqlite_text_is_what_sqlalchemy_writes(value):
+    dialect = sqlite.dialect()
+    fast = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert fast(value) == _stock_text(value)
+    assert fast(None) is None
+
+
+def test_sqlite_refuses_a_naive_time():
+    dialect = sqlite.dialect()
+    fast = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    with pytest.raises(ValueError, match="naive datetime"):
+        fast(dt.datetime(2026, 11, 26, 2, 31))
+
+
+def test_times_round_trip_and_compare_in_the_database(ctx):
+    """Stored through the processor, read back aware in UTC, and ordered by the stored text."""
+    with ctx.transaction() as s:
+        for i, when in enumerate(TIMES):
+            s.add(ApiToken(token_hash=f"{i:064d}", role="clerk", expires_at=when))
+    with ctx.session() as s:
+        rows = s.execute(select(ApiToken.token_hash, ApiToken.expires_at).order_by(ApiToken.expires_at)).all()
+        assert [r.expires_at for r in rows] == sorted(TIMES)
+        assert all(r.expires_at.utcoffset() == dt.timedelta(0) for r in rows)
+        later = s.execute(select(ApiToken.token_hash).where(ApiToken.expires_at > TIMES[1])).scalars().all()
+        assert sorted(int(h) for h in later) == [0, 2]
