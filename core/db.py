@@ -74,14 +74,24 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(dt.timezone.utc)
 
 
+#: the last time written and its text: a batch writes one "now" in many rows (equal aware times are
+#: the same instant, so the same text; read and replaced as one tuple, safe between threads)
+_last_text: tuple = (None, None)
+
+
 def _sqlite_datetime_text(value):
+    global _last_text
     if value is None:
         return None
+    last = _last_text
+    if value == last[0]:
+        return last[1]
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: pass a timezone-aware UTC time")
-    if value.tzinfo is not dt.timezone.utc:
-        value = value.astimezone(dt.timezone.utc)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    utc = value if value.tzinfo is dt.timezone.utc else value.astimezone(dt.timezone.utc)
+    text = utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+    _last_text = (value, text)
+    return text
 
 
 def is_sqlite(bind) -> bool:

@@ -53,3 +53,17 @@ def test_times_round_trip_and_compare_in_the_database(ctx):
         assert all(r.expires_at.utcoffset() == dt.timedelta(0) for r in rows)
         later = s.execute(select(ApiToken.token_hash).where(ApiToken.expires_at > TIMES[1])).scalars().all()
         assert sorted(int(h) for h in later) == [0, 2]
+
+
+def test_sqlite_text_of_a_time_written_again_is_still_its_own():
+    """The last text is remembered (a batch writes one 'now' many times): an equal instant gives
+    the same text, whatever its offset; a naive time is still refused; another time gets its own."""
+    dialect = sqlite.dialect()
+    fast = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    now = TIMES[0]
+    assert fast(now) == fast(now) == fast(now.astimezone(UTC8)) == _stock_text(now)
+    with pytest.raises(ValueError, match="naive datetime"):
+        fast(now.replace(tzinfo=None))
+    assert fast(now) == _stock_text(now)
+    for value in TIMES + TIMES[::-1]:
+        assert fast(value) == _stock_text(value)
