@@ -1,13 +1,16 @@
-"""core.db's column types, bound as SQLAlchemy binds them: the SQLite text of UTCDateTime."""
+"""core.db's column types, bound as SQLAlchemy binds them: the SQLite text of UTCDateTime, and the
+JSON columns' text (orjson, the json module where orjson refuses)."""
 import datetime as dt
+import json
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import DateTime, select
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import StatementError
 
-from core.db import UTCDateTime
-from core.models import ApiToken
+from core.db import UTCDateTime, json_text
+from core.models import ApiToken, AuditEntry
 
 UTC8 = dt.timezone(dt.timedelta(hours=8))
 TIMES = [
@@ -67,3 +70,39 @@ def test_sqlite_text_of_a_time_written_again_is_still_its_own():
     assert fast(now) == _stock_text(now)
     for value in TIMES + TIMES[::-1]:
         assert fast(value) == _stock_text(value)
+
+
+JSON_VALUES = [
+    {"reason": "连锁自定：暂停线上销售", "lines": [{"qty": 3, "fen": 2580}], "ok": True, "none": None, "pi": 3.14159},
+    [1, -2, 2**63 - 1, 1e16, 0.1 + 0.2, "😀", "\u202eRTL", ""],
+    {"big": 2**70},  # over 64 bits: orjson refuses, the json module writes it
+    {1: "a key that is not a string"},  # the json module makes it "1"
+    "plain text", 0, None,
+]
+
+
+@pytest.mark.parametrize("value", JSON_VALUES, ids=range(len(JSON_VALUES)))
+def test_a_json_column_reads_back_what_the_json_module_would(ctx, value):
+    from core import audit
+    with ctx.transaction() as s:
+        entry = audit.record(s, "test", "json.check", "test", before=value, after={"v": value})
+        s.flush()
+        entry_id = entry.id
+    with ctx.session() as s:
+        back = s.get(AuditEntry, entry_id)
+        expected = json.loads(json.dumps(value))
+        assert back.before == expected and back.after == {"v": expected}
+
+
+def test_a_json_column_still_refuses_what_json_cannot_write(ctx):
+    from core import audit
+    with pytest.raises((StatementError, TypeError), match="not JSON serializable"):  # as SQLAlchemy raises it
+        with ctx.transaction() as s:
+            audit.record(s, "test", "json.check", "test", after={"when": dt.datetime.now(dt.timezone.utc)})
+            s.flush()
+
+
+def test_json_text_is_compact_utf8_and_falls_back_to_the_json_module():
+    assert json_text({"a": "药", "b": [1, None]}) == '{"a":"药","b":[1,null]}'
+    assert json_text({"big": 2**70}) == json.dumps({"big": 2**70})
+    assert json_text({1: "x"}) == '{"1": "x"}'
